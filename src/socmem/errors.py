@@ -14,9 +14,9 @@ Two families, kept apart on purpose:
 
 from __future__ import annotations
 
+import dataclasses
 import errno as _errno
 import os
-import dataclasses
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1

@@ -73,14 +73,14 @@ def parse_size(value: Any) -> int:
         )
     prefix = m["prefix"].lower()
     suffix = m["suffix"]
-    if suffix in ("", "i", "iB", "ib") or suffix.lower() == "b" and not prefix:
-        scale = _BINARY[prefix]
-    elif suffix in ("B", "b"):
-        scale = _SI[prefix]
-    else:
-        raise ValueError(f"cannot read size {value!r}: unknown unit suffix {suffix!r}")
     if suffix == "i":
         raise ValueError(f"cannot read size {value!r}: did you mean '{m['num']}{m['prefix']}iB'?")
+    if suffix == "b" and prefix:
+        raise ValueError(
+            f"cannot read size {value!r}: write B for bytes ('{m['num']}{m['prefix']}B')"
+        )
+    # K/M/G and KiB/MiB/GiB are binary (memparse); KB/MB/GB are SI
+    scale = _SI[prefix] if suffix == "B" else _BINARY[prefix]
     return _exact_int(_number(m["num"]) * scale, text, "size")
 
 
@@ -134,7 +134,9 @@ def _parse_scaled(value: Any, units: dict[str, float], what: str, example: str) 
     m = re.match(rf"^{_NUM}(?P<unit>[A-Za-zµ/]*)$", text)
     if not m or m["unit"] not in units:
         accepted = ", ".join(u for u in units if u)
-        raise ValueError(f"cannot read {what} {value!r}: expected e.g. {example!r} (units: {accepted})")
+        raise ValueError(
+            f"cannot read {what} {value!r}: expected e.g. {example!r} (units: {accepted})"
+        )
     return _number(m["num"]) * units[m["unit"]]
 
 
@@ -321,3 +323,27 @@ BYTES_PER_PIXEL: dict[str, float] = {
     "ABGR2101010": 4.0,
     "RGBA16F": 8.0,
 }
+
+
+def parse_hex_int(value: Any) -> int:
+    """Parse an identifier or mask written in hex or decimal: ``0x2100``, ``8448``."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"expected an integer such as 0x2100, got {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"{value} is negative")
+        return value
+    text = value.strip().replace("_", "")
+    try:
+        return int(text, 16) if text.lower().startswith("0x") else int(text, 10)
+    except ValueError:
+        raise ValueError(f"cannot read {value!r} as an integer (e.g. 0x2100 or 8448)") from None
+
+
+HexInt = _human(
+    parse_hex_int,
+    lambda n: f"{n:#x}",
+    r"^\s*(0[xX][0-9a-fA-F_]+|[0-9][0-9_]*)\s*$",
+    "An integer, usually written in hex: 0x2100.",
+    int,
+)
