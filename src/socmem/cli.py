@@ -39,7 +39,7 @@ app.add_typer(soc_app, name="soc")
 out = Console(highlight=False)
 if not out.is_terminal and "COLUMNS" not in os.environ:
     out = Console(highlight=False, width=120)  # pipes and files: wide enough for tables
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 SocArg = Annotated[
     str | None,
@@ -158,8 +158,9 @@ def soc_schema(
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning input errors into exit code 2 without a traceback."""
+    args = sys.argv[1:] if argv is None else argv
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=args or ["--help"], standalone_mode=False)
     except InputError as exc:
         err.print(f"socmem: error: {exc.render()}", markup=False)
         return EXIT_INPUT
@@ -170,14 +171,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return EXIT_INPUT if exc.exit_code == 2 else exc.exit_code
-        if isinstance(exc, click.exceptions.Exit):
-            return exc.exit_code
+    except Exception as exc:
+        # usage errors of typer's click (vendored as typer._click in recent typer)
+        code = getattr(exc, "exit_code", None)
+        show = getattr(exc, "show", None)
+        if isinstance(code, int) and callable(show):
+            show()
+            return code
+        if isinstance(code, int) and type(exc).__name__ == "Exit":
+            return code
         if os.environ.get("SOCMEM_DEBUG"):
             raise
         err.print(

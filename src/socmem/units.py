@@ -100,12 +100,8 @@ def format_size(n: int, exact: bool = True) -> str:
         return "-" + format_size(-n, exact)
     units = (("TiB", TiB), ("GiB", GiB), ("MiB", MiB), ("KiB", KiB))
     for unit, scale in units:
-        if n >= scale and n % scale == 0:
-            return f"{n // scale}{unit}"
-    if not exact:
-        for unit, scale in units:
-            if n >= scale:
-                return f"{_g(n / scale)}{unit}"
+        if n >= scale and (n % scale == 0 or not exact):
+            return f"{n // scale}{unit}" if n % scale == 0 else f"{_g(n / scale)}{unit}"
     return f"{n}B"
 
 

@@ -128,8 +128,18 @@ def dotted(loc: Sequence[str | int]) -> str:
     return out
 
 
+_FLOW_COMMA_HINT = (
+    "a comma inside [...] or {...} separates items: quote values that contain one, "
+    'e.g. model: "arm,mmu-500"'
+)
+
+
 def _message(err: dict[str, Any], model: type[BaseModel]) -> tuple[str, str]:
     kind = err["type"]
+    value = err.get("input")
+    expected = str((err.get("ctx") or {}).get("expected", ""))
+    if kind == "enum" and isinstance(value, str) and f"'{value}," in expected:
+        return f"{err['msg']}; {_FLOW_COMMA_HINT}", ""
     msg: str = err["msg"]
     loc = err["loc"]
     if kind == "extra_forbidden":
