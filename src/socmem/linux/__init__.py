@@ -1,0 +1,1 @@
+"""What the Linux kernel does on top of the hardware: mm, IOMMU, DMA, dma-buf."""

@@ -1,0 +1,1 @@
+"""The kernel IOMMU layer: io-pgtable, IOVA allocator, dma-iommu."""
