@@ -44,8 +44,10 @@ def main(root: str) -> int:
         except Exception as exc:  # a bug: report it, keep going
             failures.append((blob, f"BUG {type(exc).__name__}: {exc}"))
     dt = time.perf_counter() - t0
-    print(f"{len(blobs) - len(failures)}/{len(blobs)} DTBs imported and round-tripped "
-          f"in {dt:.1f} s ({dt / len(blobs) * 1e3:.1f} ms each)")
+    print(
+        f"{len(blobs) - len(failures)}/{len(blobs)} DTBs imported and round-tripped "
+        f"in {dt:.1f} s ({dt / len(blobs) * 1e3:.1f} ms each)"
+    )
     print("masters by kind:", dict(kinds.most_common()))
     print("IOMMUs by model:", dict(iommu_models.most_common()))
     for blob, why in failures:

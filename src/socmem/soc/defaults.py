@@ -27,16 +27,21 @@ class KindDefaults:
 _K = MasterKind
 MASTER_DEFAULTS: dict[MasterKind, KindDefaults] = {
     _K.CAMERA: KindDefaults(
-        QosClass.REALTIME, 4, Traffic(pixel_rate=248.8e6, write_bytes_per_pixel=1.25),
+        QosClass.REALTIME,
+        4,
+        Traffic(pixel_rate=248.8e6, write_bytes_per_pixel=1.25),
         "4K30 RAW10 sensor write, 0.31 GB/s (perf-anchors.md 2.1, 2.8)",
     ),
     _K.ISP: KindDefaults(
-        QosClass.HIGH, 3,
+        QosClass.HIGH,
+        3,
         Traffic(pixel_rate=1e9, read_bytes_per_pixel=1.25, write_bytes_per_pixel=1.5),
-        "1 Gpixel/s RAW10 in, NV12 out (perf-anchors.md 2.4, 7.8)", alignment=256,
+        "1 Gpixel/s RAW10 in, NV12 out (perf-anchors.md 2.4, 7.8)",
+        alignment=256,
     ),
     _K.VIDEO_CODEC: KindDefaults(
-        QosClass.HIGH, 2,
+        QosClass.HIGH,
+        2,
         Traffic(pixel_rate=248.8e6, read_bytes_per_pixel=4.5, write_bytes_per_pixel=1.6),
         "4K30 encode: source + 2 references read, recon written (perf-anchors.md 2.16)",
         alignment=256,
@@ -45,7 +50,9 @@ MASTER_DEFAULTS: dict[MasterKind, KindDefaults] = {
         QosClass.BEST_EFFORT, 2, Traffic(peak_bandwidth=8e9), "estimate (grade D)"
     ),
     _K.DISPLAY: KindDefaults(
-        QosClass.REALTIME, 8, Traffic(pixel_rate=148.5e6, read_bytes_per_pixel=4.0),
+        QosClass.REALTIME,
+        8,
+        Traffic(pixel_rate=148.5e6, read_bytes_per_pixel=4.0),
         "1080p60 ARGB8888 scan-out incl. blanking, 0.6 GB/s (perf-anchors.md 2.13)",
     ),
     _K.GPU: KindDefaults(
@@ -72,23 +79,38 @@ class IommuDefaults:
 
 IOMMU_DEFAULTS: dict[IommuModel, IommuDefaults] = {
     IommuModel.SMMU_V3: IommuDefaults(
-        [4096, 16384, 65536], 48, 48, TlbConfig(iotlb_entries=2048, utlb_entries=32),
+        [4096, 16384, 65536],
+        48,
+        48,
+        TlbConfig(iotlb_entries=2048, utlb_entries=32),
         "SMMU_IDR0/IDR5 read at probe; gem5 SMMUv3 TLB defaults (perf-anchors.md 3.26)",
     ),
     IommuModel.MMU_500: IommuDefaults(
-        [4096, 16384, 65536], 48, 48, TlbConfig(iotlb_entries=512, utlb_entries=32),
+        [4096, 16384, 65536],
+        48,
+        48,
+        TlbConfig(iotlb_entries=512, utlb_entries=32),
         "SMMU_IDR2 read at probe; MMU-500 TRM TLB sizes are configuration options",
     ),
     IommuModel.SMMU_V2: IommuDefaults(
-        [4096, 65536], 40, 40, TlbConfig(iotlb_entries=128, utlb_entries=16),
+        [4096, 65536],
+        40,
+        40,
+        TlbConfig(iotlb_entries=128, utlb_entries=16),
         "SMMU_IDR2 read at probe; MMU-400/401 class estimate",
     ),
     IommuModel.ROCKCHIP: IommuDefaults(
-        [4096], 32, 40, TlbConfig(iotlb_entries=64, utlb_entries=0, walk_cache_entries=0),
+        [4096],
+        32,
+        40,
+        TlbConfig(iotlb_entries=64, utlb_entries=0, walk_cache_entries=0),
         "rockchip-iommu.c: 32-bit IOVA, two-level 4 KiB tables",
     ),
     IommuModel.TEGRA: IommuDefaults(
-        [4096], 32, 34, TlbConfig(iotlb_entries=64, utlb_entries=0, walk_cache_entries=32),
+        [4096],
+        32,
+        34,
+        TlbConfig(iotlb_entries=64, utlb_entries=0, walk_cache_entries=32),
         "tegra-smmu.c: 32-bit IOVA per address space",
     ),
 }

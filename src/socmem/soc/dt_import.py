@@ -92,8 +92,12 @@ def _dram(board: dt.BoardDT, assumptions: list[str]) -> Dram:
         "efficiency (perf-anchors.md 1.16)"
     )
     return Dram(
-        type=DramType.UNKNOWN, data_rate=4266e6, channels=2, channel_width=16,
-        efficiency=0.80, ranges=ranges,
+        type=DramType.UNKNOWN,
+        data_rate=4266e6,
+        channels=2,
+        channel_width=16,
+        efficiency=0.80,
+        ranges=ranges,
     )
 
 
@@ -165,8 +169,15 @@ def _iommus(board: dt.BoardDT, assumptions: list[str]) -> tuple[list[Iommu], dic
         name = names.take(p.name, p.path)
         out.append(
             Iommu(
-                name=name, model=model, compatible=list(p.compatible), granules=d.granules,
-                ias=d.ias, oas=d.oas, tlb=d.tlb, coherent_walk=p.dma_coherent, source=p.path,
+                name=name,
+                model=model,
+                compatible=list(p.compatible),
+                granules=d.granules,
+                ias=d.ias,
+                oas=d.oas,
+                tlb=d.tlb,
+                coherent_walk=p.dma_coherent,
+                source=p.path,
             )
         )
         by_path[p.path] = name
@@ -204,7 +215,9 @@ def _masters(
             sids.append(StreamId(iommu=iommu, id=ref.stream_id, mask=ref.mask or 0))
         imap = [
             IommuMap(
-                rid_base=e.rid_base, iommu=iommu_names[e.iommu_path], iommu_base=e.iommu_base,
+                rid_base=e.rid_base,
+                iommu=iommu_names[e.iommu_path],
+                iommu_base=e.iommu_base,
                 length=e.length,
             )
             for e in m.iommu_map
@@ -262,7 +275,8 @@ def _group_shared_stream_ids(soc: Soc, warnings: list[str]) -> None:
         m = soc.masters[int(loc[1])]
         sid = m.iommus[int(loc[3])]
         others = [
-            o for o in soc.masters
+            o
+            for o in soc.masters
             if o is not m and o.enabled and any(sid.collides(s) for s in o.iommus)
         ]
         group = others[0].iommu_group or f"group-{others[0].name}"
