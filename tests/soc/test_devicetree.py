@@ -4,11 +4,11 @@ trees for the dma-ranges / coherency / reserved-memory rules."""
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from fixture_paths import FIXTURES, need
 from socmem.soc.devicetree import (
     BoardDT,
     DmaRange,
@@ -20,11 +20,11 @@ from socmem.soc.devicetree import (
 )
 from socmem.soc.fdt import parse_fdt, read_fdt
 
-FIXTURES = Path("/work/shared/fixtures")
+FIXTURES = FIXTURES
 DTB_DIR = FIXTURES / "dtb"
 GUEST = FIXTURES / "real-kernel" / "qemu-virt-smmuv3" / "guest-fdt.dtb"
 
-pytestmark = pytest.mark.skipif(not DTB_DIR.is_dir(), reason="shared fixtures not present")
+need(DTB_DIR)
 
 _boards: dict[str, BoardDT] = {}
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from fixture_paths import FIXTURES, need
 from socmem.cli import main
 from socmem.errors import InputError
 from socmem.soc.dt_import import import_dtb
@@ -13,12 +14,12 @@ from socmem.soc.loader import dump_soc, load_soc, soc_from_doc
 from socmem.soc.schema import IommuModel, MasterKind, ReservedKind
 from socmem.yamlfile import parse_yaml
 
-FIX = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
+FIX = FIXTURES
 DTB = FIX / "dtb"
 GUEST = FIX / "real-kernel" / "qemu-virt-smmuv3" / "guest-fdt.dtb"
 ALL = [*sorted(DTB.glob("*.dtb")), GUEST]
 
-pytestmark = pytest.mark.skipif(not DTB.is_dir(), reason="shared fixtures not present")
+need(DTB)
 
 
 @pytest.mark.parametrize("blob", ALL, ids=lambda p: p.stem)

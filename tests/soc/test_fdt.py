@@ -8,15 +8,16 @@ from typing import Any
 
 import pytest
 
+from fixture_paths import FIXTURES, need
 from socmem.errors import InputError
 from socmem.soc.fdt import Fdt, parse_fdt, read_fdt
 
-FIXTURES = Path("/work/shared/fixtures")
+FIXTURES = FIXTURES
 DTB_DIR = FIXTURES / "dtb"
 GUEST = FIXTURES / "real-kernel" / "qemu-virt-smmuv3" / "guest-fdt.dtb"
 ALL_DTBS = [*sorted(DTB_DIR.glob("*.dtb")), GUEST]
 
-pytestmark = pytest.mark.skipif(not DTB_DIR.is_dir(), reason="shared fixtures not present")
+need(DTB_DIR)
 
 # -- a tiny FDT writer (spec chapter 5, encoded by hand, independent of the parser) --------
 BEGIN, END_NODE, PROP, NOP, END = 1, 2, 3, 4, 9

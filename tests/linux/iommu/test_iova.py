@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from fixture_paths import FIXTURES
 from socmem.errors import KernelError
 from socmem.linux.iommu.iova import (
     IOVA_ANCHOR,
@@ -431,7 +432,7 @@ def test_statistics_and_fragmentation() -> None:
 
 # --------------------------------------------------------------------------- replay
 
-FIXTURE = Path("/work/shared/fixtures/real-kernel/qemu-virt-smmuv3-replay/trace.txt")
+FIXTURE = FIXTURES / "real-kernel/qemu-virt-smmuv3-replay/trace.txt"
 
 _LINE = re.compile(
     r"^\s*(?P<task>.+?)-(?P<pid>\d+)\s+\[(?P<cpu>\d+)\]\s+(?P<flags>\S+)\s+"

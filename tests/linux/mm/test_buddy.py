@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import errno
 import time
-from pathlib import Path
 
 import pytest
 
+from fixture_paths import FIXTURES
 from socmem.errors import KernelError
 from socmem.linux.mm.buddy import (
     GFP_DMA32,
@@ -27,7 +27,7 @@ from socmem.linux.mm.buddy import (
     pageblock_nr_pages,
 )
 
-FIXTURE = Path("/work/shared/fixtures/real-kernel/qemu-virt-smmuv3/proc-buddyinfo.txt")
+FIXTURE = FIXTURES / "real-kernel/qemu-virt-smmuv3/proc-buddyinfo.txt"
 G = 1 << 30
 PFN_4G = SZ_4G >> 12
 
