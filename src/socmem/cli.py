@@ -69,6 +69,28 @@ def version() -> None:
     out.print(f"socmem {__version__}")
 
 
+@app.command()
+def capture(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the script here (default: stdout)")
+    ] = None,
+    force: ForceOpt = False,
+    probes: Annotated[
+        Path | None,
+        typer.Option("--probes", help="Extra kprobe_events lines to add (one per line)"),
+    ] = None,
+    buffer_kb: Annotated[int, typer.Option(help="Trace ring buffer per CPU, KiB")] = 32768,
+) -> None:
+    """Print the shell script that captures a DMA trace, dmesg and dma-buf state on a board."""
+    from socmem.trace.capture import capture_script, read_probe_file
+
+    extra = read_probe_file(probes) if probes else []
+    text = capture_script(extra_probes=extra, buffer_kb=buffer_kb)
+    _write_or_print(text, output, force)
+    if output is not None:
+        os.chmod(output, 0o755)
+
+
 @soc_app.command("list")
 def soc_list() -> None:
     """List the built-in SoC descriptions."""
