@@ -1,0 +1,1 @@
+"""The DMA API of the modelled kernel: mapping, scatterlists, swiotlb, dma-debug checks."""
