@@ -19,7 +19,7 @@ from rich.console import Console
 
 from socmem import __version__
 from socmem.errors import EXIT_INPUT, InputError
-from socmem.yamlfile import write_atomic
+from socmem.outfile import write_atomic
 
 app = typer.Typer(
     name="socmem",
@@ -35,6 +35,9 @@ soc_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(soc_app, name="soc")
+from socmem.trace.cli import trace_app  # noqa: E402
+
+app.add_typer(trace_app, name="trace")
 
 out = Console(highlight=False)
 if not out.is_terminal and "COLUMNS" not in os.environ:
@@ -182,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning input errors into exit code 2 without a traceback."""
     args = sys.argv[1:] if argv is None else argv
     try:
-        app(args=args or ["--help"], standalone_mode=False)
+        rc = app(args=args or ["--help"], standalone_mode=False)
     except InputError as exc:
         err.print(f"socmem: error: {exc.render()}", markup=False)
         return EXIT_INPUT
@@ -210,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             markup=False,
         )
         return 70
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":

@@ -1,18 +1,16 @@
-"""YAML input with line numbers, validated by pydantic, and atomic output files.
+"""YAML input with line numbers, validated by pydantic.
 
 ``load_yaml`` reads a file with PyYAML's safe composer and keeps the line of every key
 and value, so that :func:`validate` can turn pydantic's field paths
 (``masters.3.iommus.0.id``) into ``soc.yaml:42: masters[3].iommus[0].id: ...``.
 Duplicate keys, which PyYAML silently accepts, are errors here.
 
-``write_atomic`` writes a file through a temporary file and ``os.replace``: a failure
-leaves the old file untouched, and an existing file is only replaced with ``force``.
+Output files are written by :mod:`socmem.outfile`.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,24 +175,3 @@ def validate(model: type[M], doc: YamlDoc) -> M:
                 InputError(message, where=doc.where(loc), field=dotted(loc), expected=expected)
             )
         raise InputErrors(errors) from None
-
-
-def write_atomic(path: str | os.PathLike[str], text: str, force: bool = False) -> Path:
-    """Write ``text`` to ``path`` atomically; refuse to replace a file unless ``force``."""
-    p = Path(path)
-    if p.exists() and not force:
-        raise InputError("file exists; use --force to overwrite it", where=str(p))
-    if p.is_dir():
-        raise InputError("is a directory", where=str(p), expected="a file name")
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError("directory does not exist", where=str(parent))
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
