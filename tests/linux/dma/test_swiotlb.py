@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
+from fixture_paths import QEMU
 from socmem.errors import KernelError
 from socmem.linux.dma.direct import (
     DirectDevice,
@@ -43,7 +43,7 @@ from socmem.linux.dma.types import (
 )
 from socmem.linux.mm import DramRange, PhysMem, ReservedRegion, arm64_zone_limits
 
-FIXTURES = Path("/work/shared/fixtures/real-kernel/qemu-virt-smmuv3")
+FIXTURES = QEMU
 POOL = 0xF000_0000
 HIGH = 0x1_2000_0000  # a page above 4 GiB
 
