@@ -361,7 +361,12 @@ class Master(_Model):
     dma_coherent: bool = False
     dma_mask_bits: int = Field(32, ge=8, le=64)
     dma_ranges: list[DmaRange] = Field(default_factory=list)
-    max_segment_size: Size = Field(65536, description="dma_parms max_segment_size (default 64K)")
+    max_segment_size: Size = Field(
+        65536,
+        description="dma_parms max_segment_size, an unsigned int (default 64K, at most "
+        "0xffff_ffff = UINT_MAX)",
+        le=0xFFFF_FFFF,
+    )
     segment_boundary_mask: HexInt = 0xFFFF_FFFF
     alignment: Size = Field(4096, description="base alignment the hardware needs")
     qos_class: QosClass = QosClass.BEST_EFFORT

@@ -580,6 +580,19 @@ class BuddyAllocator:
         zone._del_alloc(pfn)
         self._free_one_page(zone, pfn, order, zone.get_pageblock_migratetype(pfn))
 
+    def split_page(self, pfn: int, order: int) -> None:
+        """``split_page()``: turn an allocated ``2^order`` block into ``2^order`` order-0
+        pages, each freed on its own later (as ``__iommu_dma_alloc_pages`` does)."""
+        zone = self.zone_for_pfn(pfn)
+        blk = zone._alloc.get(pfn) if zone else None
+        if zone is None or blk is None or blk.order != order:
+            raise KernelError(
+                errno.EINVAL, f"split_page: pfn:{pfn:x} is not an order-{order} block"
+            )
+        zone._del_alloc(pfn)
+        for i in range(1 << order):
+            zone._add_alloc(AllocatedBlock(pfn + i, 0, blk.migratetype, blk.pins, blk.owner))
+
     # -- allocation ----------------------------------------------------------------------
     def _expand(self, zone: Zone, pfn: int, low: int, high: int, mt: int) -> None:
         """``expand()``: give the upper halves back, one order at a time."""
