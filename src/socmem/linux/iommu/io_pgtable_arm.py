@@ -719,6 +719,44 @@ class IoPgtableArm:
             return (-errno.EINVAL if self.behaviour.noaccess_map_einval else 0), 0
         return self._map(iova, paddr, pgsize, pgcount, self.prot_to_pte(prot), lvl, gfp)
 
+    def map_pages_list(
+        self, iova: int, paddrs: list[int], pgsize: int, prot: int, gfp: str = GFP_ATOMIC
+    ) -> tuple[int, int]:
+        """``map_pages(iova + i * pgsize, paddrs[i], pgsize, 1, prot, gfp)`` for each ``i``,
+        stopping at the first error: ``(ret, mapped)``.
+
+        Not a kernel function: the loop ``__iommu_map_sg()`` runs over a scatter list of
+        discontiguous granule pages, done in one call so that Python pays the call once.
+        Every page takes exactly the path :meth:`map_pages` would take (same checks, same
+        PTEs, same table allocations); only the calling overhead is saved.
+        """
+        mapped = 0
+        pbits = self._prot_cache.get(prot)
+        fast = (
+            pbits is not None and pgsize == self.granule and bool(prot & (IOMMU_READ | IOMMU_WRITE))
+        )
+        shift, gmask, oas = self._wc_shift, self._gmask, self.cfg.oas
+        pg_shift, ppt_mask = self.pg_shift, self._ppt_mask
+        page_bits = (pbits or 0) | ARM_LPAE_PTE_TYPE_PAGE
+        sw_sync = self._sw_sync
+        for pa in paddrs:
+            if fast and iova >> shift == self._wc_key and not (iova | pa) & gmask and not pa >> oas:
+                tbl = self._wc_tbl
+                idx = (iova >> pg_shift) & ppt_mask
+                if idx not in tbl:
+                    tbl[idx] = page_bits | pa
+                    if sw_sync:
+                        self.pte_syncs += 1
+                    mapped += pgsize
+                    iova += pgsize
+                    continue
+            ret, m = self.map_pages(iova, pa, pgsize, 1, prot, gfp)
+            if ret:
+                return ret, mapped
+            mapped += m
+            iova += pgsize
+        return 0, mapped
+
     def _map(
         self, iova: int, paddr: int, size: int, pgcount: int, prot: int, leaf_lvl: int, gfp: str
     ) -> tuple[int, int]:

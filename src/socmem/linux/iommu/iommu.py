@@ -404,29 +404,45 @@ def iommu_map_sg(
         return -errno.ENODEV
     gran = domain.pgsize_bitmap & -domain.pgsize_bitmap
     gmask = gran - 1
-    map_pages = ops.map_pages
+    batch = getattr(ops, "map_pages_list", None) if domain.is_paging else None
+    pages: list[int] = []  # pending discontiguous single granules, mapped in one batch
+    pages_iova = 0
     mapped = 0
     length = 0
     start = 0
     ret = 0
+
+    def flush() -> int:
+        nonlocal mapped
+        if not pages:
+            return 0
+        err, done = batch(pages_iova, pages, gran, prot, gfp)  # type: ignore[misc]
+        mapped += done
+        pages.clear()
+        return err
+
     for i in range(nents):
         s = sg[i]
         s_phys = (s.page << s.page_shift) + s.offset  # sg_phys()
         if length and s_phys != start + length:
-            if length == gran and domain.is_paging and not (start | iova + mapped) & gmask:
+            if length == gran and batch is not None and not (start | iova + mapped) & gmask:
                 # what __iommu_map picks for one granule: pgsize = granule, count 1
-                ret, _ = map_pages(iova + mapped, start, gran, 1, prot, gfp)
+                if not pages:
+                    pages_iova = iova + mapped + len(pages) * gran
+                pages.append(start)
             else:
-                ret = __iommu_map(domain, iova + mapped, start, length, prot, gfp)
-            if ret:
-                break
-            mapped += length
+                ret = flush() or __iommu_map(domain, iova + mapped, start, length, prot, gfp)
+                if ret:
+                    break
+                mapped += length
             length = 0
         if length:
             length += s.length
         else:
             length = s.length
             start = s_phys
+    if not ret:
+        ret = flush()
     if not ret and length:
         ret = __iommu_map(domain, iova + mapped, start, length, prot, gfp)
         if not ret:
