@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from socmem.check.finding import Finding, FindingLog, HistoryEvent, Severity
+from socmem.hw.smmu.config import smmu_args_from_soc
 from socmem.hw.smmu.events import (
     EVT_ID_ACCESS_FAULT,
     EVT_ID_ADDR_SIZE_FAULT,
@@ -154,18 +155,7 @@ class SmmuV2:
     @classmethod
     def from_soc(cls, iommu: Iommu, dev_name: str | None = None, **kw: object) -> SmmuV2:
         """An SMMUv2 / MMU-500 from the SoC's ``Iommu`` (page sizes, ias/oas, TLB sizes)."""
-        bitmap = 0
-        for size in iommu.page_sizes:
-            bitmap |= size
-        args: dict[str, object] = {
-            "ias": iommu.ias,
-            "oas": iommu.oas,
-            "pgsize_bitmap": bitmap,
-            "coherent_walk": iommu.coherent_walk,
-            "iotlb_entries": iommu.tlb.iotlb_entries,
-            "utlb_entries": iommu.tlb.utlb_entries,
-            "walk_cache_entries": iommu.tlb.walk_cache_entries,
-        }
+        args = smmu_args_from_soc(iommu)
         args.update(kw)
         return cls(iommu.name, dev_name or iommu.name, **args)  # type: ignore[arg-type]
 

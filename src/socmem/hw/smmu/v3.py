@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from socmem.check.finding import Finding, FindingLog, HistoryEvent, Severity
+from socmem.hw.smmu.config import smmu_args_from_soc
 from socmem.hw.smmu.events import (
     EVENT_NAMES,
     EVT_ID_ACCESS_FAULT,
@@ -379,18 +380,7 @@ class SmmuV3:
     def from_soc(cls, iommu: Iommu, dev_name: str | None = None, **kw: object) -> SmmuV3:
         """An SMMUv3 built from the SoC description: granules -> page sizes, ias/oas, TLB
         sizes, walk coherency.  ``kw`` overrides any constructor argument."""
-        bitmap = 0
-        for size in iommu.page_sizes:
-            bitmap |= size
-        args: dict[str, object] = {
-            "ias": iommu.ias,
-            "oas": iommu.oas,
-            "pgsize_bitmap": bitmap,
-            "coherent_walk": iommu.coherent_walk,
-            "iotlb_entries": iommu.tlb.iotlb_entries,
-            "utlb_entries": iommu.tlb.utlb_entries,
-            "walk_cache_entries": iommu.tlb.walk_cache_entries,
-        }
+        args = smmu_args_from_soc(iommu)
         args.update(kw)
         return cls(iommu.name, dev_name or iommu.name, **args)  # type: ignore[arg-type]
 
