@@ -20,6 +20,8 @@ from rich.console import Console
 from socmem import __version__
 from socmem.errors import EXIT_INPUT, InputError
 from socmem.outfile import write_atomic
+from socmem.replay.cli import replay_cmd
+from socmem.trace.cli import trace_app
 
 app = typer.Typer(
     name="socmem",
@@ -35,9 +37,9 @@ soc_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(soc_app, name="soc")
-from socmem.trace.cli import trace_app  # noqa: E402
-
 app.add_typer(trace_app, name="trace")
+app.command("plan")(__import__("socmem.plan.cli", fromlist=["plan_cmd"]).plan_cmd)
+app.command("replay")(replay_cmd)
 
 out = Console(highlight=False)
 if not out.is_terminal and "COLUMNS" not in os.environ:
