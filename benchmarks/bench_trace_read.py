@@ -18,8 +18,14 @@ from pathlib import Path
 
 from socmem.trace.events import decode
 from socmem.trace.ftrace import FtraceReader
+from socmem.trace.parallel import scan_trace
 
-SRC = Path("/work/shared/fixtures/real-kernel/qemu-virt-smmuv3-replay/trace.txt")
+SRC = (
+    Path(__file__).resolve().parents[2]
+    / "shared/fixtures/real-kernel/qemu-virt-smmuv3-replay/trace.txt"
+)
+if not SRC.exists():
+    SRC = Path("/work/shared/fixtures/real-kernel/qemu-virt-smmuv3-replay/trace.txt")
 
 
 def make_file(n_lines: int, dest: Path) -> int:
@@ -69,6 +75,14 @@ def main() -> None:
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
             print(f"{'':12s}  peak Python heap {peak / 1e6:.1f} MB (tracemalloc)")
+        for jobs in (2,):
+            t = time.perf_counter()
+            scan = scan_trace(path, jobs)
+            dt = time.perf_counter() - t
+            print(
+                f"parallel scan on {jobs} processes: "
+                f"{scan.lines / dt / 1e6:.2f} M lines/s ({dt:.2f} s)"
+            )
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"max RSS of the process: {rss:.0f} MB (file is {mb:.0f} MB)")
 
