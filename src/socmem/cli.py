@@ -20,6 +20,7 @@ from rich.console import Console
 from socmem import __version__
 from socmem.errors import EXIT_INPUT, InputError
 from socmem.outfile import write_atomic
+from socmem.plan.cli import plan_cmd
 from socmem.replay.cli import replay_cmd
 from socmem.trace.cli import trace_app
 
@@ -38,7 +39,8 @@ soc_app = typer.Typer(
 )
 app.add_typer(soc_app, name="soc")
 app.add_typer(trace_app, name="trace")
-app.command("plan")(__import__("socmem.plan.cli", fromlist=["plan_cmd"]).plan_cmd)
+app.command("run")(__import__("socmem.sim.cli", fromlist=["run_command"]).run_command)
+app.command("plan")(plan_cmd)
 app.command("replay")(replay_cmd)
 
 out = Console(highlight=False)

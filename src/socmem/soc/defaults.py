@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from socmem.soc.constraints import CpuAccess, Modifier, ResolvedConstraints, Usage
 from socmem.soc.schema import IommuModel, MasterKind, QosClass, TlbConfig, Traffic
 
 
@@ -120,3 +121,98 @@ _GENERIC_IOMMU = IommuDefaults([4096], 32, 40, TlbConfig(iotlb_entries=64), "gen
 def iommu_defaults(model: IommuModel) -> IommuDefaults:
     """The defaults of ``model``, or a conservative 32-bit 4 KiB IOMMU."""
     return IOMMU_DEFAULTS.get(model, _GENERIC_IOMMU)
+
+
+# -- buffer constraints per kind (socmem.soc.constraints) ---------------------------------
+def _c(**kw: object) -> ResolvedConstraints:
+    base: dict[str, object] = {
+        "formats": [],
+        "modifiers": [Modifier.LINEAR],
+        "stride_alignment": 64,
+        "max_pitch": 0,
+        "fixed_pitch": False,
+        "height_alignment": 1,
+        "plane_alignment": 64,
+        "max_segments": 0,
+        "driver_max_segment_size": 0xFFFF_FFFF,
+        "iommu_bypass": False,
+        "cpu_read": CpuAccess.NEVER,
+        "cpu_write": CpuAccess.NEVER,
+        "usages": [],
+        "protected_only": False,
+    }
+    base.update(kw)
+    return ResolvedConstraints(**base)  # type: ignore[arg-type]
+
+
+_U = Usage
+_YUV = ["NV12", "NV21", "P010", "YUYV"]
+_RAW = ["RAW8", "RAW10", "RAW12", "RAW16"]
+_RGB = ["ARGB8888", "XRGB8888", "RGBA8888", "ABGR2101010", "RGB565", "RGB888"]
+
+#: Per-kind buffer constraints.  ``max_segments`` 0 means "1 without an IOMMU (dma-direct
+#: needs contiguous memory), unlimited with one"; ``max_pitch`` 0 means no limit;
+#: ``driver_max_segment_size`` is what media drivers pass to ``dma_set_max_seg_size()``
+#: at probe (drm/msm, venus, rockchip-drm, camss: ``UINT_MAX`` / ``DMA_BIT_MASK(32)``),
+#: 0 for kinds whose drivers leave the 64 KiB default.  Pitch alignments: CSI receivers
+#: and display engines burst 64 bytes; ISPs and codecs want 256-byte pitches and
+#: macroblock-padded heights (16 rows; msm_media_info.h ``VENUS_Y_STRIDE`` 128/256).
+CONSTRAINT_DEFAULTS: dict[MasterKind, ResolvedConstraints] = {
+    _K.CAMERA: _c(formats=[*_RAW, "YUYV", "NV12"], max_pitch=65535, usages=[_U.CAMERA_WRITE]),
+    _K.ISP: _c(
+        formats=[*_RAW, *_YUV],
+        stride_alignment=256,
+        height_alignment=2,
+        plane_alignment=256,
+        usages=[_U.ISP_READ, _U.ISP_WRITE],
+    ),
+    _K.VIDEO_CODEC: _c(
+        formats=["NV12", "NV21", "P010", "YUYV"],
+        modifiers=[Modifier.LINEAR, Modifier.TILED],
+        stride_alignment=256,
+        height_alignment=16,
+        plane_alignment=4096,
+        usages=[_U.ENCODER_READ, _U.ENCODER_WRITE, _U.DECODER_READ, _U.DECODER_WRITE],
+    ),
+    _K.NPU: _c(
+        formats=["NV12", "RGB888", "RGBA8888", "RAW8"],
+        usages=[_U.NPU_READ, _U.NPU_WRITE],
+    ),
+    _K.DISPLAY: _c(
+        formats=[*_RGB, "NV12", "NV21", "P010", "YUYV"],
+        max_pitch=65535,
+        height_alignment=1,
+        usages=[_U.SCANOUT],
+    ),
+    _K.GPU: _c(
+        modifiers=[Modifier.LINEAR, Modifier.TILED],
+        usages=[_U.GPU_SAMPLE, _U.GPU_RENDER],
+    ),
+    _K.CPU: _c(
+        stride_alignment=1,
+        plane_alignment=1,
+        cpu_read=CpuAccess.OFTEN,
+        cpu_write=CpuAccess.OFTEN,
+        usages=[_U.CPU_READ_OFTEN, _U.CPU_READ_RARELY, _U.CPU_WRITE_OFTEN, _U.CPU_WRITE_RARELY],
+    ),
+    _K.DMA_ENGINE: _c(
+        stride_alignment=4,
+        plane_alignment=4,
+        driver_max_segment_size=0,
+        usages=[_U.DMA_READ, _U.DMA_WRITE],
+    ),
+    _K.OTHER: _c(
+        stride_alignment=4,
+        plane_alignment=4,
+        driver_max_segment_size=0,
+        usages=[_U.DMA_READ, _U.DMA_WRITE],
+    ),
+}
+
+
+def constraint_defaults(kind: MasterKind | str) -> ResolvedConstraints:
+    """The buffer constraints of a kind of master (``other`` for unknown kinds)."""
+    try:
+        return CONSTRAINT_DEFAULTS[MasterKind(kind)]
+    except ValueError:
+        return CONSTRAINT_DEFAULTS[MasterKind.OTHER]

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from socmem.soc.constraints import MasterConstraints
 from socmem.units import (
     Address,
     Bandwidth,
@@ -374,6 +375,10 @@ class Master(_Model):
     secure: bool = Field(False, description="may access protected (secure) memory")
     memory_region: list[str] = Field(default_factory=list)
     traffic: Traffic = Field(default_factory=Traffic)
+    constraints: MasterConstraints = Field(
+        default_factory=MasterConstraints,
+        description="buffer formats, layouts, usages (unset fields: defaults of the kind)",
+    )
     source: str | None = Field(None, description="device-tree node path, when imported")
 
     @property
