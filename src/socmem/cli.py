@@ -39,7 +39,6 @@ soc_app = typer.Typer(
 )
 app.add_typer(soc_app, name="soc")
 app.add_typer(trace_app, name="trace")
-app.command("run")(__import__("socmem.sim.cli", fromlist=["run_command"]).run_command)
 app.command("plan")(plan_cmd)
 app.command("replay")(replay_cmd)
 
