@@ -1,0 +1,71 @@
+"""Encoder and decoder traffic: references, reconstruction and bitstream."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from socmem.sim.metrics import RunResult
+from socmem.sim.runner import run_scenario
+
+
+def run(
+    tmp_path: Path,
+    buffers: list[str],
+    stages: list[str],
+    soc: str = "reference-mobile",
+    duration: str = "0.3s",
+    faults: list[str] | None = None,
+    qos: bool = True,
+) -> RunResult:
+    """Run a small inline scenario."""
+    text = (
+        f"schema_version: 1\nname: t\nsoc: {soc}\nduration: {duration}\nqos: {str(qos).lower()}\n"
+        + "buffers:\n"
+        + "".join(f"  - {b}\n" for b in buffers)
+        + "stages:\n"
+        + "".join(f"  - {s}\n" for s in stages)
+        + ("faults:\n" + "".join(f"  - {f}\n" for f in faults) if faults else "")
+    )
+    p = tmp_path / "t.yaml"
+    p.write_text(text)
+    return run_scenario(str(p)).result
+
+
+def test_encoder_reads_references_and_writes_recon_plus_bitstream(tmp_path: Path) -> None:
+    r = run(
+        tmp_path,
+        [
+            "{name: yuv, width: 1920, height: 1080, format: NV12, count: 4}",
+            "{name: bits, size: 1MiB, count: 4}",
+        ],
+        [
+            "{name: src, type: source, master: cam0, fps: 30, outputs: [yuv]}",
+            "{name: enc, type: encode, master: venc, inputs: [yuv], outputs: [bits],"
+            " reference_frames: 2, bitrate: 24Mbps}",
+        ],
+        duration="0.5s",
+    )
+    frame = 1920 * 1080 * 1.5
+    bits = 24e6 / 8 / 30
+    rd = next(b for b in r.bandwidth if b.master == "venc" and b.direction == "read")
+    wr = next(b for b in r.bandwidth if b.master == "venc" and b.direction == "write")
+    walks = 64 / 4096
+    assert rd.steady_bps == pytest.approx(30 * (3 * frame + (frame * 4 + bits) * walks), rel=0.01)
+    assert wr.steady_bps == pytest.approx(30 * (frame + bits), rel=0.01)
+
+
+def test_decoder_without_input_runs_on_its_own_clock(tmp_path: Path) -> None:
+    r = run(
+        tmp_path,
+        ["{name: out, width: 1920, height: 1080, format: NV12, count: 4}"],
+        [
+            "{name: dec, type: decode, master: vdec, outputs: [out], fps: 30, bitrate: 8Mbps,"
+            " reference_frames: 1}",
+            "{name: show, type: display, master: display, inputs: [out], refresh: 60Hz}",
+        ],
+    )
+    assert r.stage("dec").jobs == 9
+    assert r.stage("show").underflows == 0
+    assert r.master_bps("vdec") == pytest.approx(r.closed_form_bps["vdec"], rel=0.01)
