@@ -48,14 +48,19 @@ def test_other_unsaturated_builtins_match_closed_form(name: str) -> None:
 
 
 def test_closed_form_includes_walks(default_run: RunResult) -> None:
-    # cameras only write; their read traffic is IOTLB walks: 64 B per 4 KiB page
+    # cameras only write; their read traffic is IOTLB walks, as the TLB model charged them:
+    # at most one 64 B walk per 4 KiB page, fewer where the heap gave 2 MiB blocks
     cam_read = next(
         b for b in default_run.bandwidth if b.master == "cam0" and b.direction == "read"
     )
     cam_write = next(
         b for b in default_run.bandwidth if b.master == "cam0" and b.direction == "write"
     )
-    assert cam_read.steady_bps == pytest.approx(cam_write.steady_bps / 64, rel=0.01)
+    walks = next(t for t in default_run.tlb if t.master == "cam0")
+    jobs = default_run.stage("cam0").jobs
+    per_frame = walks.walk_bytes / jobs  # charged when a frame starts; the last is in flight
+    assert walks.walk_bytes - per_frame - 1 <= cam_read.bytes <= walks.walk_bytes + 1
+    assert 0 < cam_read.steady_bps <= cam_write.steady_bps / 64 * 1.01
 
 
 def test_utilisation_is_the_sum_of_the_masters(default_run: RunResult) -> None:

@@ -110,7 +110,7 @@ def test_results_are_json_and_complete(default: Run) -> None:
     assert lat["cam0"]["p50_ms"] == pytest.approx(30.0, abs=0.01)  # 90% readout of 33.3 ms
     assert lat["npu"]["max_ms"] >= lat["npu"]["p99_ms"] >= lat["npu"]["p50_ms"] > 0
     tlb = {x["master"]: x for x in d["tlb"]}
-    assert 0.98 < tlb["isp"]["hit_rate"] < 0.99
+    assert 1 - 1 / 64 <= tlb["isp"]["hit_rate"] < 1.0  # at most one miss per 4 KiB page
     assert d["footprint_peak"]["heap system"] > 20 * 12_000_000
 
 

@@ -8,8 +8,8 @@ dma-buf attachments mapped with the DMA API, so every check of the kernel model
 
 Rules (each stated once, here):
 
-* **Heap.** ``pool.heap`` when set, else :func:`choose_heap` ("cma" if any device using
-  the pool has no IOMMU, else "system"; the planner will replace this rule).
+* **Heap.** ``pool.heap`` when set, else the zero-copy planner's choice
+  (:func:`socmem.plan.plan_scenario`), so that ``socmem plan`` and ``socmem run`` agree.
 * **Access paths.** At setup, for every buffer and every device that writes or reads it,
   the device attaches (``dma_buf_attach``) and maps (``dma_buf_map_attachment``, the
   producer ``DMA_FROM_DEVICE``, consumers ``DMA_TO_DEVICE``) once, as V4L2/DRM drivers
@@ -66,7 +66,7 @@ from socmem.linux.dmabuf.fence import (
     dma_fence_context_alloc,
     dma_fence_signal,
 )
-from socmem.linux.dmabuf.heaps import DmaHeap, DmaHeapRegistry, dma_heap_buffer_alloc
+from socmem.linux.dmabuf.heaps import DmaHeapRegistry, dma_heap_buffer_alloc
 from socmem.linux.dmabuf.resv import (
     DmaResvUsage,
     dma_resv_add_fence,
@@ -76,13 +76,13 @@ from socmem.linux.dmabuf.resv import (
     dma_resv_unlock,
 )
 from socmem.linux.dmabuf.sync_file import SyncFile, sync_file_create, sync_file_get_fence
+from socmem.plan.prove import heap_for
 from socmem.scenario.schema import BufferPool, Scenario, SyncMode
 
 if TYPE_CHECKING:
     from socmem.linux.device import Device
     from socmem.linux.kernel import Kernel
     from socmem.sim.engine import Engine, Event
-    from socmem.soc.schema import Soc
 
 __all__ = [
     "Access",
@@ -90,8 +90,6 @@ __all__ = [
     "Frame",
     "PoolRuntime",
     "StageFences",
-    "choose_heap",
-    "heap_for",
     "pool_users",
 ]
 
@@ -103,30 +101,6 @@ def pool_users(pool: BufferPool, scenario: Scenario) -> list[str]:
         if st.master != "cpu" and st.master not in out:
             out.append(st.master)
     return out
-
-
-def choose_heap(pool: BufferPool, scenario: Scenario, soc: Soc) -> str:
-    """The heap of ``pool``: ``pool.heap`` if set, else "cma" when a user lacks an IOMMU,
-    else "system" (a stand-in for the planner)."""
-    if pool.heap != "auto":
-        return pool.heap
-    for name in pool_users(pool, scenario):
-        m = soc.master(name)
-        if m is not None and not m.has_iommu:
-            return "cma"
-    return "system"
-
-
-def heap_for(registry: DmaHeapRegistry, spec: str) -> DmaHeap | None:
-    """The registered heap a scenario's heap spelling names (``system``, ``cma``,
-    ``carveout:<region>``, ``protected:<region>``, or a heap's own name)."""
-    if spec == "cma":
-        return next((h for h in registry.heaps if h.kind == "cma"), None)
-    if spec.startswith("carveout:"):
-        return registry.find(spec.split(":", 1)[1])
-    if spec.startswith("protected:"):
-        return registry.find("protected," + spec.split(":", 1)[1])
-    return registry.find(spec)
 
 
 @dataclass(eq=False)

@@ -30,13 +30,14 @@ from fractions import Fraction
 from typing import Any
 
 from socmem.devices import NS, SimContext, make_device, translation_traffic
-from socmem.linux.dma.mapping import dma_set_max_seg_size
 from socmem.linux.dmabuf.heaps import dma_heaps_for_kernel
 from socmem.linux.kernel import Kernel
 from socmem.linux.process import UserSpace
+from socmem.plan import plan_scenario
+from socmem.plan.prove import apply_driver_dma_parms
 from socmem.scenario.loader import LoadedScenario, check_against_soc, load_scenario
 from socmem.scenario.schema import BufferPool, Scenario, Stage, StageType
-from socmem.sim.allocation import PoolRuntime, allocate_pool, choose_heap
+from socmem.sim.allocation import PoolRuntime, allocate_pool
 from socmem.sim.engine import Engine
 from socmem.sim.fluid import FluidResource
 from socmem.sim.metrics import (
@@ -58,16 +59,17 @@ UINT_MAX = (1 << 32) - 1
 
 
 def probe_drivers(kernel: Kernel) -> list[str]:
-    """What the multimedia drivers do at probe for DMA: behind an IOMMU, lift the 64 KiB
-    default ``max_segment_size`` (``dma_set_max_seg_size(dev, UINT_MAX)``, as DRM and
-    V4L2 drivers do: dma-iommu merges segments into one IOVA range).  Devices without an
-    IOMMU keep the SoC's value.  Returns log lines."""
-    log = []
-    for dev in kernel.devices.values():
-        if dev.uses_iommu_dma and dev.max_segment_size < UINT_MAX:
-            dma_set_max_seg_size(dev, UINT_MAX)
-            log.append(f"{dev.name}: dma_set_max_seg_size(UINT_MAX) (behind an IOMMU)")
-    return log
+    """What the multimedia drivers do at probe for DMA: ``dma_set_max_seg_size()`` to the
+    segment size their constraints name (media drivers lift the 64 KiB default to
+    ``UINT_MAX``: :func:`socmem.plan.prove.apply_driver_dma_parms`, the rule the planner's
+    proofs use too).  Returns log lines."""
+    before = {name: dev.max_segment_size for name, dev in kernel.devices.items()}
+    apply_driver_dma_parms(kernel)
+    return [
+        f"{name}: dma_set_max_seg_size({dev.max_segment_size:#x})"
+        for name, dev in kernel.devices.items()
+        if dev.max_segment_size != before[name]
+    ]
 
 
 # -- translation ---------------------------------------------------------------------------
@@ -96,8 +98,15 @@ class Translation:
         e = self.per_stage.get(stage)
         return e[3] if e else 0.0
 
-    def estimate(self, kernel: Kernel, soc: Soc, jobs: dict[str, int]) -> None:
-        """Fill the table from the statistical TLB model (``jobs``: stage → bytes per job)."""
+    def estimate(
+        self,
+        kernel: Kernel,
+        soc: Soc,
+        jobs: dict[str, int],
+        leaves: dict[str, dict[int, int]] | None = None,
+    ) -> None:
+        """Fill the table from the statistical TLB model (``jobs``: stage → bytes per job;
+        ``leaves``: stage → bytes mapped per leaf size, read off the real page tables)."""
         try:
             from socmem.sim.tlb import StreamPattern, TlbConfig, estimate_misses
         except ImportError:  # pragma: no cover - the stand-in stays
@@ -115,14 +124,46 @@ class Translation:
             if iommu is None:
                 continue
             pats = [
-                StreamPattern(name=s, bytes=n, pattern="linear", master=m) for s, m, n in streams
+                StreamPattern(
+                    name=s,
+                    bytes=n,
+                    pattern="linear",
+                    master=m,
+                    leaf_bytes=(leaves or {}).get(s) or None,
+                )
+                for s, m, n in streams
             ]
             for (s, _m, n), e in zip(
                 streams, estimate_misses(pats, TlbConfig.from_iommu(iommu)), strict=True
             ):
                 self.per_stage[s] = (float(n), e.misses, e.walk_read_bytes(), e.added_latency_ns)
         if self.per_stage:
-            self.source = "socmem.sim.tlb statistical IOTLB model (linear streams, 4 KiB leaves)"
+            self.source = (
+                "socmem.sim.tlb statistical IOTLB model (linear streams; leaf sizes read off "
+                "the IOMMU page tables of each stage's buffers)"
+            )
+
+
+def stage_leaves(st: Stage, pools: dict[str, PoolRuntime]) -> dict[int, int]:
+    """Bytes per IOMMU leaf size over the first buffer of every pool ``st`` touches, as
+    mapped for ``st``'s master (CMA buffers get 2 MiB blocks, system-heap ones 4 KiB)."""
+    from socmem.sim.tlb import leaf_histogram
+
+    hist: dict[int, int] = defaultdict(int)
+    for name in (*st.inputs, *st.outputs):
+        pool = pools.get(name)
+        if pool is None or not pool.buffers:
+            continue
+        acc = pool.buffers[0].accesses.get(st.master)
+        if acc is None or not acc.uses_iommu or acc.sgt is None:
+            continue
+        domain = acc.dev.domain if acc.dev is not None else None
+        if domain is None or domain.ops is None:
+            continue
+        size = sum(s.dma_length for s in acc.sgt.sgl[: acc.sgt.nents])
+        for leaf, n in leaf_histogram(domain.ops, acc.iova, size).items():
+            hist[leaf] += n
+    return dict(hist)
 
 
 # -- closed form ---------------------------------------------------------------------------
@@ -303,8 +344,9 @@ def run_scenario(
     recorder = Recorder(keep_slices=keep_trace)
     pools: dict[str, PoolRuntime] = {}
     heap_of: dict[str, str] = {}
+    plan = plan_scenario(scenario, soc_obj)
     for b in scenario.buffers:
-        heap_name = choose_heap(b, scenario, soc_obj)
+        heap_name = b.heap if b.heap != "auto" else plan.pools[b.name].heap
         heap_of[b.name] = heap_name
         pools[b.name] = PoolRuntime(b, heap_name, engine)
     ctx = SimContext(
@@ -338,6 +380,7 @@ def run_scenario(
         kernel,
         soc_obj,
         {f"{st.name}@{st.master}": jb[st.name][1] + jb[st.name][2] for st in scenario.stages},
+        {st.name: stage_leaves(st, pools) for st in scenario.stages},
     )
     ctx.translation = translation
     devices = [make_device(ctx, st) for st in scenario.stages]
