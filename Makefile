@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/socmem soc show
+	$(BIN)/socmem run --force
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -25,6 +25,8 @@ def print_run_summary(result: RunResult, console: Console, max_findings: int = 1
         f"[bold]socmem run[/bold] {r.scenario} on {r.soc}: {r.duration_s:g} s simulated "
         f"in {r.wall_s:.2f} s ({r.speed:.0f}x real time), QoS {'on' if r.qos else 'off'}"
     )
+    if r.fast_forward is not None:
+        console.print(f"Fast-forward: {r.fast_forward.summary()}")
     console.print(
         f"DRAM {r.dram_capacity_bps / 1e9:.1f} GB/s usable of {r.dram_peak_bps / 1e9:.1f} "
         f"GB/s peak: utilisation avg {r.dram_utilisation_avg:.1%}, peak "

@@ -28,6 +28,8 @@ def render_run_html(r: RunResult) -> str:
     )
     rep.fact("findings", len(r.findings))
     rep.fact("speed", f"{r.speed:.0f}x real time")
+    ff = r.fast_forward
+    rep.fact("fast-forward", ff.summary() if ff is not None else "none: every period simulated")
 
     sec = rep.section("Bandwidth")
     masters = sorted({b.master for b in r.bandwidth})
@@ -126,7 +128,13 @@ def render_run_html(r: RunResult) -> str:
         histogram_svg(
             {k: v for k, v in r.latency_samples.items() if v}, xlabel="frame latency (ms)"
         ),
-        "Frame latency histograms (capture start → stage done)",
+        "Frame latency histograms (capture start → stage done)"
+        + (
+            f"; samples of the simulated {ff.from_s:.3g} s (the extrapolated tail repeats "
+            "the last hyperperiod's; the table's percentiles count them)"
+            if ff is not None
+            else ""
+        ),
     )
 
     sec = rep.section("Zero copy")

@@ -5,7 +5,9 @@ Runs a scenario (the built-in ``default`` without arguments) and writes, into ``
 and ``trace.json`` (opens in ui.perfetto.dev).  Existing files are never replaced
 without ``--force``: the run refuses before it starts, naming the file (exit 2).  A
 progress bar is shown on stderr when it is a terminal; the summary goes to stdout, or
-the results as JSON with ``--json``.  Exit codes: 0 done; 1 with ``--strict`` and
+the results as JSON with ``--json``.  A periodic pipeline is simulated until it repeats
+itself and extrapolated from there (:mod:`socmem.sim.fastforward`; the summary says so);
+``--no-fast-forward`` simulates every nanosecond.  Exit codes: 0 done; 1 with ``--strict`` and
 findings of severity error; 2 bad input or an output that exists.
 """
 
@@ -86,6 +88,13 @@ def run_command(
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit 1 when there are findings of severity error")
     ] = False,
+    fast_forward: Annotated[
+        bool,
+        typer.Option(
+            "--fast-forward/--no-fast-forward",
+            help="Extrapolate once the pipeline repeats itself (default) or simulate it all",
+        ),
+    ] = True,
 ) -> None:
     """Run a use case on an SoC: bandwidth, latency, drops, underflows, copies, findings."""
     from socmem.report.run_console import print_run_summary
@@ -125,7 +134,14 @@ def run_command(
             prog.update(task, completed=frac)
 
     try:
-        run = run_scenario(loaded, soc=soc, duration_s=secs, qos=qos, progress=progress_cb)
+        run = run_scenario(
+            loaded,
+            soc=soc,
+            duration_s=secs,
+            qos=qos,
+            progress=progress_cb,
+            fast_forward=fast_forward,
+        )
     finally:
         if prog is not None:
             prog.stop()

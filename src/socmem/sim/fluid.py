@@ -53,6 +53,8 @@ import math
 from bisect import bisect_right
 from typing import Any
 
+import numpy as np
+
 from socmem.sim.engine import NSEC_PER_SEC, Engine, Event
 from socmem.sim.qos import QosClass
 
@@ -75,13 +77,54 @@ class StepSeries:
     The value holds from each change point until the next; the series does not exist
     before its first point (integrals count nothing there).  ``set`` at the time of the
     last point overwrites it; setting an unchanged value stores nothing.
+
+    **Periodic tail.**  After :meth:`set_periodic` ``(t_from, period)`` the series is,
+    from ``t_from`` on, its own ``[t_from - period, t_from)`` repeated forever (a
+    fast-forwarded steady state, :mod:`socmem.sim.fastforward`); change points at or
+    after ``t_from`` are ignored and ``times`` / ``values`` keep only what was
+    simulated.  Queries cost the same however long the tail is.
     """
 
-    __slots__ = ("times", "values")
+    __slots__ = ("_tail", "times", "values")
 
     def __init__(self, t0_ns: int = 0, value: float = 0.0) -> None:
         self.times: list[int] = [t0_ns]
         self.values: list[float] = [value]
+        # (t_from, period, template offsets, values, cumulative integrals, period integral)
+        self._tail: tuple[int, int, list[int], list[float], list[float], float] | None = None
+
+    def set_periodic(self, t_from_ns: int, period_ns: int) -> None:
+        """Repeat ``[t_from_ns - period_ns, t_from_ns)`` from ``t_from_ns`` on (see above)."""
+        if period_ns <= 0:
+            raise ValueError("period must be positive")
+        base = t_from_ns - period_ns
+        times, values = self.times, self.values
+        i = bisect_right(times, base) - 1
+        rel = [0]
+        vals = [values[i] if i >= 0 else 0.0]
+        j = max(i + 1, 0)
+        while j < len(times) and times[j] < t_from_ns:
+            if times[j] > base:
+                rel.append(times[j] - base)
+                vals.append(values[j])
+            j += 1
+        cum = [0.0]
+        for k in range(1, len(rel)):
+            cum.append(cum[-1] + vals[k - 1] * (rel[k] - rel[k - 1]))
+        total = cum[-1] + vals[-1] * (period_ns - rel[-1])
+        self._tail = (t_from_ns, period_ns, rel, vals, cum, total)
+
+    @property
+    def periodic_from(self) -> int | None:
+        """Start of the periodic tail (None: the series is all simulated)."""
+        return self._tail[0] if self._tail is not None else None
+
+    def _tail_cum(self, t_ns: int) -> float:
+        """∫ value dt (ns) over ``[t_from, t_ns]`` of the periodic tail."""
+        t_from, period, rel, vals, cum, total = self._tail  # type: ignore[misc]
+        q, r = divmod(t_ns - t_from, period)
+        i = bisect_right(rel, r) - 1
+        return q * total + cum[i] + vals[i] * (r - rel[i])
 
     def set(self, t_ns: int, value: float) -> None:
         """Record that the value is ``value`` from ``t_ns`` on (``t_ns`` >= last)."""
@@ -100,11 +143,24 @@ class StepSeries:
 
     def value_at(self, t_ns: int) -> float:
         """The value in force at ``t_ns``."""
+        tail = self._tail
+        if tail is not None and t_ns >= tail[0]:
+            rel, vals = tail[2], tail[3]
+            return vals[bisect_right(rel, (t_ns - tail[0]) % tail[1]) - 1]
         i = bisect_right(self.times, t_ns) - 1
         return self.values[max(i, 0)]
 
     def integral(self, t0_ns: int, t1_ns: int) -> float:
         """∫ value dt over ``[t0_ns, t1_ns]``, with dt in **seconds** (0 before the start)."""
+        tail = self._tail
+        if tail is not None and t1_ns > tail[0]:
+            t_from = tail[0]
+            head = self._integral(t0_ns, t_from) if t0_ns < t_from else 0.0
+            a = max(t0_ns, t_from)
+            return head + (self._tail_cum(t1_ns) - self._tail_cum(a)) / _NS
+        return self._integral(t0_ns, t1_ns)
+
+    def _integral(self, t0_ns: int, t1_ns: int) -> float:
         times, values = self.times, self.values
         t0_ns = max(t0_ns, times[0])
         if t1_ns <= t0_ns:
@@ -126,12 +182,59 @@ class StepSeries:
                 break
         return total / _NS
 
+    def integrals(self, edges: list[int]) -> np.ndarray:
+        """∫ value dt (seconds) over each ``[edges[i], edges[i + 1]]`` (sorted edges), in
+        one pass: what :meth:`integral` gives per interval, up to float rounding."""
+        e = np.asarray(edges, dtype=np.int64)
+        tail = self._tail
+        t_from = tail[0] if tail is not None else None
+        n = len(self.times)
+        if t_from is not None:
+            n = bisect_right(self.times, t_from - 1)
+        t = np.asarray(self.times[:n], dtype=np.float64)
+        v = np.asarray(self.values[:n], dtype=np.float64)
+        c = np.concatenate(([0.0], np.cumsum(v[:-1] * np.diff(t))))
+        head_e = e if t_from is None else np.minimum(e, t_from)
+        x = np.maximum(head_e, self.times[0]).astype(np.float64)
+        i = np.searchsorted(t, x, side="right") - 1
+        cum = c[i] + v[i] * (x - t[i])
+        if tail is not None:
+            _t, period, rel, vals, tcum, total = tail
+            d = np.maximum(e - t_from, 0)
+            q, r = np.divmod(d, period)
+            j = np.searchsorted(np.asarray(rel), r, side="right") - 1
+            tv = np.asarray(vals)
+            cum = cum + q * total + np.asarray(tcum)[j] + tv[j] * (r - np.asarray(rel)[j])
+        return np.diff(cum) / _NS
+
     def mean(self, t0_ns: int, t1_ns: int) -> float:
         """Time-average over ``[t0_ns, t1_ns]``."""
         return self.integral(t0_ns, t1_ns) * _NS / (t1_ns - t0_ns) if t1_ns > t0_ns else 0.0
 
     def max(self, t0_ns: int | None = None, t1_ns: int | None = None) -> float:
         """Largest value in force anywhere in ``[t0_ns, t1_ns)`` (whole series if None)."""
+        tail = self._tail
+        if tail is None:
+            return self._max(t0_ns, t1_ns)
+        t_from, period, rel, vals = tail[0], tail[1], tail[2], tail[3]
+        parts: list[float] = []
+        if t0_ns is None or t0_ns < t_from:
+            parts.append(self._max(t0_ns, t_from if t1_ns is None else min(t1_ns, t_from)))
+        if t1_ns is None or t1_ns > t_from:
+            a = t_from if t0_ns is None else max(t0_ns, t_from)
+            if t1_ns is None or t1_ns - a >= period:
+                parts.append(max(vals))
+            else:
+                ra = (a - t_from) % period
+                rb = ra + (t1_ns - a)
+                spans = [(ra, rb)] if rb <= period else [(ra, period), (0, rb - period)]
+                for lo_t, hi_t in spans:
+                    lo = bisect_right(rel, lo_t) - 1
+                    hi = max(bisect_right(rel, hi_t - 1), lo + 1)
+                    parts.append(max(vals[lo:hi]))
+        return max(parts)
+
+    def _max(self, t0_ns: int | None, t1_ns: int | None) -> float:
         times, values = self.times, self.values
         lo = 0 if t0_ns is None else max(bisect_right(times, t0_ns) - 1, 0)
         hi = len(times) if t1_ns is None else max(bisect_right(times, t1_ns - 1), lo + 1)

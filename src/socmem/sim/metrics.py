@@ -16,6 +16,11 @@ Definitions (stated once):
   per miss, read by the master.
 * **Copies**: one per frame that had to be copied because a device could not reach the
   buffer (see :mod:`socmem.sim.allocation`), with bytes, CPU time and the reason.
+* **Fast-forward** (:mod:`socmem.sim.fastforward`): when a run was extended
+  analytically, :attr:`RunResult.fast_forward` says from when and over how many
+  hyperperiods; every figure above covers the whole run, the extrapolated tail included
+  (latency percentiles weight the repeated samples), except the trace slices, the
+  latency histogram samples and ``events``, which cover the simulated part.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from socmem.check.finding import Finding
 __all__ = [
     "BandwidthStat",
     "CopyStat",
+    "FastForwardStat",
     "LatencyStat",
     "Recorder",
     "RunResult",
@@ -39,6 +45,7 @@ __all__ = [
     "StageStat",
     "TlbStat",
     "percentile",
+    "weighted_percentile",
 ]
 
 
@@ -47,6 +54,27 @@ def percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
     return float(np.percentile(np.asarray(values, dtype=float), q))
+
+
+def weighted_percentile(values: list[float], weights: list[int], q: float) -> float:
+    """:func:`percentile` of ``values`` with each one repeated ``weights`` times (whole
+    numbers), computed without the copies."""
+    if not values:
+        return 0.0
+    order = sorted(zip(values, weights, strict=True))
+    n = sum(w for _v, w in order)
+    h = (n - 1) * q / 100.0
+    lo = math.floor(h)
+    frac = h - lo
+    a = b = order[-1][0]
+    seen = 0
+    for i, (v, w) in enumerate(order):
+        if seen + w > lo:
+            a = v
+            b = v if seen + w > lo + 1 else (order[i + 1][0] if i + 1 < len(order) else v)
+            break
+        seen += w
+    return float(a + (b - a) * frac)
 
 
 @dataclass(slots=True)
@@ -82,6 +110,8 @@ class Recorder:
     slices: list[SliceRecord] = field(default_factory=list)
     keep_slices: bool = True
     worst_display_lateness_ns: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # fast-forward: stage -> (how many of its last latency samples repeat, extra copies)
+    latency_repeat: dict[str, tuple[int, int]] = field(default_factory=dict)
     _next_id: int = 0
 
     def slice(
@@ -184,6 +214,40 @@ class TlbStat:
 
 
 @dataclass
+class FastForwardStat:
+    """The analytic extension of a run (:mod:`socmem.sim.fastforward`): from ``from_s``
+    on, ``periods`` copies of the last simulated hyperperiod, which was the last of
+    ``identical`` identical ones."""
+
+    from_s: float
+    periods: int
+    hyperperiod_s: float
+    identical: int
+
+    @property
+    def extrapolated_s(self) -> float:
+        """Simulated time covered analytically."""
+        return self.periods * self.hyperperiod_s
+
+    def summary(self) -> str:
+        """The one-line account printed with every fast-forwarded run."""
+        return (
+            f"steady after {self.from_s:.3g} s; {self.extrapolated_s:.3g} s extrapolated "
+            f"from {self.identical} identical hyperperiods of {self.hyperperiod_s * 1e3:.1f} ms"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``fast_forward`` entry of ``results.json``."""
+        return {
+            "from_s": self.from_s,
+            "periods": self.periods,
+            "hyperperiod_s": self.hyperperiod_s,
+            "identical_periods": self.identical,
+            "extrapolated_s": round(self.extrapolated_s, 9),
+        }
+
+
+@dataclass
 class RunResult:
     """Everything a run produced; ``to_dict()`` is the ``results.json`` document."""
 
@@ -216,6 +280,7 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
     setup_s: float = 0.0  # wall time to boot, allocate and map before the engine ran
     mapping: dict[str, float] = field(default_factory=dict)  # DMA mappings (set-up)
+    fast_forward: FastForwardStat | None = None  # None: every nanosecond was simulated
 
     # -- queries -------------------------------------------------------------------------
     @property
@@ -274,6 +339,7 @@ class RunResult:
             "setup_s": round(self.setup_s, 4),
             "speed_x_realtime": round(self.speed, 1) if math.isfinite(self.speed) else None,
             "events": self.events,
+            "fast_forward": self.fast_forward.to_dict() if self.fast_forward else None,
             "dram": {
                 "capacity_bps": self.dram_capacity_bps,
                 "peak_bps": self.dram_peak_bps,

@@ -12,7 +12,10 @@ ui.perfetto.dev:
   slices, ``bp: e``);
 * process ``DRAM`` (pid 11): ``C`` counters of bandwidth per master (GB/s, read +
   write) and of DRAM utilisation (%);
-* process ``findings`` (pid 12): an ``i`` instant per finding.
+* process ``findings`` (pid 12): an ``i`` instant per finding;
+* a fast-forwarded run (:mod:`socmem.sim.fastforward`): the slices and counters cover
+  the simulated part; one ``X`` slice on the ``fast-forward`` track of ``masters``
+  spans the extrapolated tail, named after the run's fast-forward summary.
 """
 
 from __future__ import annotations
@@ -121,6 +124,24 @@ def write_run_trace(run: Run, path: str | Path, force: bool = False) -> int:
                 }
             )
         _counters(w, run)
+        ff = run.result.fast_forward
+        if ff is not None:
+            w.emit(
+                {
+                    "ph": "X",
+                    "name": f"fast-forward: {ff.summary()}",
+                    "cat": "fast-forward",
+                    "pid": PID_MASTERS,
+                    "tid": w.tid(PID_MASTERS, "fast-forward"),
+                    "ts": _us(ff.from_s * 1e9),
+                    "dur": _us(ff.extrapolated_s * 1e9),
+                    "args": {
+                        "periods": ff.periods,
+                        "hyperperiod_ms": ff.hyperperiod_s * 1e3,
+                        "identical_periods": ff.identical,
+                    },
+                }
+            )
         for f in run.result.findings:
             w.emit(
                 {

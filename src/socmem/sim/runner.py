@@ -13,7 +13,9 @@
 4. allocate every pool and set up every access path (:mod:`socmem.sim.allocation`),
    estimate translation costs per stream (:class:`Translation`, from
    :mod:`socmem.sim.tlb`), start one device model per stage (:mod:`socmem.devices`);
-5. run in 1 % steps (progress callback, memory footprint samples);
+5. run in 1 % steps (progress callback, memory footprint samples), watching the
+   hyperperiod boundaries: once the pipeline repeats itself the rest of the run is
+   extrapolated (:mod:`socmem.sim.fastforward`; ``fast_forward=False`` simulates it all);
 6. collect a :class:`~socmem.sim.metrics.RunResult`, including the closed-form
    bandwidth per master (:func:`closed_form_bandwidth`) the cross-checks compare with.
 """
@@ -29,6 +31,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+import numpy as np
+
 from socmem.devices import NS, SimContext, make_device, translation_traffic
 from socmem.linux.dmabuf.heaps import dma_heaps_for_kernel
 from socmem.linux.kernel import Kernel
@@ -39,16 +43,18 @@ from socmem.scenario.loader import LoadedScenario, check_against_soc, load_scena
 from socmem.scenario.schema import BufferPool, Scenario, Stage, StageType
 from socmem.sim.allocation import PoolRuntime, allocate_pool
 from socmem.sim.engine import Engine
+from socmem.sim.fastforward import SteadyState, hyperperiod_ns
 from socmem.sim.fluid import FluidResource
 from socmem.sim.metrics import (
     BandwidthStat,
     CopyStat,
+    FastForwardStat,
     LatencyStat,
     Recorder,
     RunResult,
     StageStat,
     TlbStat,
-    percentile,
+    weighted_percentile,
 )
 from socmem.soc.loader import load_soc
 from socmem.soc.schema import Soc
@@ -257,8 +263,9 @@ def closed_form_bandwidth(
     stage moves per frame, times its frame rate), plus the IOTLB walks."""
     rates = stream_rates(scenario)
     out: dict[str, float] = defaultdict(float)
+    jb = job_bytes(scenario, rates)
     for st in scenario.stages:
-        r, rd, wr = job_bytes(scenario, rates)[st.name]
+        r, rd, wr = jb[st.name]
         _m, walk = translation.cost(st.name, uses_iommu.get(st.master, False), rd + wr)
         out[st.master] += r * (rd + wr + walk)
     return dict(out)
@@ -315,6 +322,7 @@ def run_scenario(
     progress: Callable[[float], None] | None = None,
     keep_trace: bool = True,
     coherency: bool = True,
+    fast_forward: bool = True,
 ) -> Run:
     """Run a scenario (built-in name, file, or loaded) on an SoC; see the module docs."""
     wall0 = time.perf_counter()
@@ -395,16 +403,35 @@ def run_scenario(
     gc.collect()
     gc.freeze()
     setup = time.perf_counter() - wall0
+    period = hyperperiod_ns(scenario) if fast_forward else None
+    steady = (
+        SteadyState(ctx, dram, period, end_ns, lambda: _footprint_now(kernel, heaps))
+        if period
+        else None
+    )
     try:
-        _advance(engine, end_ns, footprint, kernel, heaps, progress)
+        ff = _advance(engine, end_ns, footprint, kernel, heaps, progress, steady)
     finally:
         gc.unfreeze()
     ctx.tick()
     wall = time.perf_counter() - wall0
     result = _collect(
-        ctx, dram, heaps, translation, footprint, heap_of, duration, qos_on, wall, engine
+        ctx,
+        dram,
+        heaps,
+        translation,
+        footprint,
+        heap_of,
+        duration,
+        qos_on,
+        wall,
+        engine,
+        steady.sync_extra if steady is not None else {},
     )
     result.setup_s = setup
+    result.fast_forward = ff
+    if ff is not None:
+        result.notes.append(f"fast-forward: {ff.summary()}")
     result.notes.extend(log)
     result.notes.append(f"translation: {translation.source}")
     if tracker is not None:
@@ -419,30 +446,55 @@ def _advance(
     kernel: Kernel,
     heaps: Any,
     progress: Callable[[float], None] | None,
-) -> None:
-    """Run the engine to ``end_ns`` in 1 % steps: progress and footprint samples."""
+    steady: SteadyState | None = None,
+) -> FastForwardStat | None:
+    """Run the engine to ``end_ns`` in 1 % steps (progress and footprint samples),
+    stopping at the hyperperiod boundaries for ``steady`` to watch; once it reports a
+    steady state the run is extended from there (the footprint, part of the steady
+    state's signature, keeps its value) and its :class:`FastForwardStat` returned."""
     steps = 100
+    stops: dict[int, list[int]] = defaultdict(list)  # time -> step numbers (0: boundary)
     for i in range(1, steps + 1):
-        t = end_ns * i // steps
-        engine.run(t)
-        if i == 1 or i % 5 == 0 or i == steps:
-            _sample_footprint(footprint, kernel, heaps, t)
-        if progress is not None:
-            progress(i / steps)
+        stops[end_ns * i // steps].append(i)
+    if steady is not None:
+        for b in steady.boundaries():
+            stops[b].append(0)
+    ff: FastForwardStat | None = None
+    for t in sorted(stops):
+        if ff is None:
+            engine.run(t)
+        for i in sorted(stops[t], reverse=True):
+            if i == 0:
+                if ff is None and steady is not None and steady.observe(t):
+                    ff = steady.extend(t)
+                continue
+            if i == 1 or i % 5 == 0 or i == steps:
+                _sample_footprint(footprint, kernel, heaps, t)
+            if progress is not None:
+                progress(i / steps)
+    return ff
+
+
+def _footprint_now(kernel: Kernel, heaps: Any) -> dict[str, int]:
+    """Bytes held now per heap, CMA area, carveout and swiotlb."""
+    out: dict[str, int] = {}
+    for h in heaps.heaps:
+        out[f"heap {h.name}"] = int(h.live_bytes)
+    for name, cma in kernel.mem.cma_areas.items():
+        out[f"cma {name}"] = int(cma.used()) * 4096
+    for name, pool in kernel.mem.pools.items():
+        out[f"carveout {name}"] = int(pool.gen_pool_size() - pool.gen_pool_avail())
+    if kernel.swiotlb is not None:
+        out["swiotlb"] = int(kernel.swiotlb.mem_used()) * 2048
+    return out
 
 
 def _sample_footprint(
     fp: dict[str, list[tuple[float, int]]], kernel: Kernel, heaps: Any, t_ns: int
 ) -> None:
     t = t_ns / NS
-    for h in heaps.heaps:
-        fp[f"heap {h.name}"].append((t, int(h.live_bytes)))
-    for name, cma in kernel.mem.cma_areas.items():
-        fp[f"cma {name}"].append((t, int(cma.used()) * 4096))
-    for name, pool in kernel.mem.pools.items():
-        fp[f"carveout {name}"].append((t, int(pool.gen_pool_size() - pool.gen_pool_avail())))
-    if kernel.swiotlb is not None:
-        fp["swiotlb"].append((t, int(kernel.swiotlb.mem_used()) * 2048))
+    for k, v in _footprint_now(kernel, heaps).items():
+        fp[k].append((t, v))
 
 
 def _collect(
@@ -456,6 +508,7 @@ def _collect(
     qos_on: bool,
     wall: float,
     engine: Engine,
+    sync_extra: dict[str, int],
 ) -> RunResult:
     scenario = ctx.scenario
     soc = ctx.soc
@@ -494,13 +547,15 @@ def _collect(
         v = rec.latencies.get(st.name, [])
         ms = [x / 1e6 for x in v]
         samples[st.name] = ms
+        m, extra = rec.latency_repeat.get(st.name, (0, 0))
+        weights = [1] * (len(ms) - m) + [1 + extra] * m
         lat.append(
             LatencyStat(
                 st.name,
                 rec.streams.get(st.name, st.name),
-                len(ms),
-                round(percentile(ms, 50), 4),
-                round(percentile(ms, 99), 4),
+                len(ms) + m * extra,
+                round(weighted_percentile(ms, weights, 50), 4),
+                round(weighted_percentile(ms, weights, 99), 4),
                 round(max(ms), 4) if ms else 0.0,
             )
         )
@@ -555,12 +610,10 @@ def _collect(
         "cpu_share": round(rec.cache_maint_ns / (duration * NS), 6) if duration else 0.0,
         "bytes": rec.cache_maint_bytes,
         "cpu_read_ms": round(rec.cpu_read_ns / 1e6, 4),
-        "sync_for_cpu_bytes": sum(
-            d.stats.get("sync_for_cpu_bytes", 0) for d in ctx.kernel.devices.values()
-        ),
-        "sync_for_device_bytes": sum(
-            d.stats.get("sync_for_device_bytes", 0) for d in ctx.kernel.devices.values()
-        ),
+        "sync_for_cpu_bytes": sync_extra.get("sync_for_cpu_bytes", 0)
+        + sum(d.stats.get("sync_for_cpu_bytes", 0) for d in ctx.kernel.devices.values()),
+        "sync_for_device_bytes": sync_extra.get("sync_for_device_bytes", 0)
+        + sum(d.stats.get("sync_for_device_bytes", 0) for d in ctx.kernel.devices.values()),
     }
     series = _series(dram, end)
     return RunResult(
@@ -628,14 +681,17 @@ def _series(dram: FluidResource, end: int, buckets: int = 200) -> dict[str, Any]
     """Bandwidth per master and DRAM utilisation, averaged over ``buckets`` intervals."""
     edges = [end * i // buckets for i in range(buckets + 1)]
     t = [e / NS for e in edges[:-1]]
-    per_master: dict[str, list[float]] = defaultdict(lambda: [0.0] * buckets)
+    widths = np.diff(np.asarray(edges, dtype=np.float64)) / NS
+    widths[widths <= 0] = math.inf
+    per_master: dict[str, Any] = {}
     for (master, _d), acc in dram.accounts.items():
-        row = per_master[master]
-        for i in range(buckets):
-            row[i] += acc.average_bps(edges[i], edges[i + 1])
-    util = [dram.utilisation.mean(edges[i], edges[i + 1]) for i in range(buckets)]
+        avg = acc.rate.integrals(edges) / widths
+        per_master[master] = per_master[master] + avg if master in per_master else avg
+    util = dram.utilisation.integrals(edges) / widths
     return {
         "t_s": t,
-        "bandwidth_bps": {k: [round(x, 1) for x in v] for k, v in sorted(per_master.items())},
-        "dram_utilisation": [round(x, 5) for x in util],
+        "bandwidth_bps": {
+            k: [round(x, 1) for x in v.tolist()] for k, v in sorted(per_master.items())
+        },
+        "dram_utilisation": [round(x, 5) for x in util.tolist()],
     }
