@@ -436,7 +436,16 @@ def iommu_dma_map_sg(
         cookie.arch_syncs += nents
     iova_len = 0
     prev: ScatterlistEntry | None = None
-    for i in range(nents):
+    uniform = _uniform_pages(sg, nents, gran, mask)
+    if uniform:
+        # every entry a whole granule at offset 0: no offsets to strip, no padding (a
+        # boundary pad is a multiple of the granule, never < s_length - 1)
+        for i in range(nents):
+            e = sg[i]
+            e.dma_address = 0
+            e.dma_length = gran
+        iova_len = nents * gran
+    for i in range(0 if not uniform else nents, nents):
         s = sg[i]
         s_iova_off = s.offset & gmask
         s_length = s.length
@@ -464,7 +473,50 @@ def iommu_dma_map_sg(
         iommu_dma_free_iova(cookie, iova, iova_len, None, cpu)
         __invalidate_sg(sg, nents)
         return -errno.EINVAL
+    if uniform:
+        return _finalise_uniform(dev, sg, nents, iova, gran)
     return __finalise_sg(dev, sg, nents, iova)
+
+
+def _uniform_pages(sg: Sequence[ScatterlistEntry], nents: int, gran: int, mask: int) -> bool:
+    """True when every entry is one whole granule at offset 0 (a list of scattered pages)
+    and the segment boundary is granule-aligned: the case the fast paths below cover."""
+    if not nents or (mask + 1) % gran:
+        return False
+    for i in range(nents):
+        e = sg[i]
+        if e.offset or e.length != gran:
+            return False
+    return True
+
+
+def _finalise_uniform(
+    dev: IommuDevice, sg: Sequence[ScatterlistEntry], nents: int, dma_addr: int, gran: int
+) -> int:
+    """:func:`__finalise_sg` for :func:`_uniform_pages` lists, computed per DMA segment
+    instead of per entry: a segment grows by one granule per entry until it would exceed
+    ``max_segment_size`` or its next entry starts on a ``seg_boundary_mask`` boundary,
+    exactly the merge rule of ``__finalise_sg``; the k-th segment lands in entry k."""
+    seg_mask = dev.seg_boundary_mask
+    per_seg = max(1, dev.max_segment_size // gran)
+    boundary = (seg_mask + 1) // gran  # entries between two boundaries
+    for i in range(nents):
+        e = sg[i]
+        e.dma_address = DMA_MAPPING_ERROR
+        e.dma_length = 0
+    count = 0
+    i = 0
+    while i < nents:
+        start = dma_addr + i * gran
+        # entries until the next boundary (a start exactly on one begins a new segment)
+        to_boundary = boundary - ((start & seg_mask) // gran) if boundary else nents
+        n = min(per_seg, to_boundary, nents - i)
+        head = sg[count]
+        head.dma_address = start
+        head.dma_length = n * gran
+        count += 1
+        i += n
+    return count
 
 
 def iommu_dma_unmap_sg(

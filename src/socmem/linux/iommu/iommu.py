@@ -388,6 +388,22 @@ def iommu_unmap(domain: IommuDomain, iova: int, size: int) -> int:
     return ret
 
 
+def _scattered_granules(
+    sg: Sequence[ScatterlistEntry], nents: int, gran: int
+) -> list[int] | None:
+    """The physical addresses of an sg list of whole, aligned, pairwise discontiguous
+    granules (scattered pages), for which ``__iommu_map_sg`` does one
+    ``map_pages(granule, 1)`` per entry; None for any other list."""
+    gmask = gran - 1
+    entries = sg[:nents]
+    if any(e.length != gran for e in entries):
+        return None
+    phys = [(e.page << e.page_shift) + e.offset for e in entries]
+    if any(p & gmask for p in phys) or any(b - a == gran for a, b in itertools.pairwise(phys)):
+        return None
+    return phys
+
+
 def iommu_map_sg(
     domain: IommuDomain,
     iova: int,
@@ -405,6 +421,14 @@ def iommu_map_sg(
     gran = domain.pgsize_bitmap & -domain.pgsize_bitmap
     gmask = gran - 1
     batch = getattr(ops, "map_pages_list", None) if domain.is_paging else None
+    if batch is not None and nents > 1 and not iova & gmask:
+        phys = _scattered_granules(sg, nents, gran)
+        if phys is not None:  # what the loop below does entry by entry, in one batch
+            ret, done = batch(iova, phys, gran, prot, gfp)
+            if ret:
+                iommu_unmap(domain, iova, done)
+                return ret
+            return done
     pages: list[int] = []  # pending discontiguous single granules, mapped in one batch
     pages_iova = 0
     mapped = 0
