@@ -53,11 +53,15 @@ def test_shared_master_serialises_and_each_frame_is_a_job(tmp_path: Path) -> Non
     )
     assert r.stage("npu").jobs == r.stage("isp0").jobs + r.stage("isp1").jobs
     lat = {x.stage: x for x in r.latency}
-    # ISP compute = 8.29 Mpixel / 2 Gpixel/s = 4.15 ms after the 30 ms readout;
-    # isp1 queues behind isp0 on the one ISP
-    assert lat["isp0"].p50_ms == pytest.approx(30 + 3840 * 2160 / 2e9 * 1e3, rel=1e-3)
-    assert lat["isp1"].p50_ms == pytest.approx(
-        lat["isp0"].p50_ms + 3840 * 2160 / 2e9 * 1e3, rel=1e-3
+    # ISP compute = 8.29 Mpixel / 2 Gpixel/s = 4.15 ms after the 30 ms readout, plus the
+    # IOTLB walk stall of the job (it depends on each buffer's leaf sizes); isp1 queues
+    # behind isp0 on the one ISP
+    compute_ms = 3840 * 2160 / 2e9 * 1e3
+    isp = next(t for t in r.tlb if t.master == "isp")
+    assert isp.walk_stall_ms > 0
+    assert 30 + compute_ms < lat["isp0"].p50_ms < 30 + compute_ms + 1
+    assert (
+        lat["isp0"].p50_ms + compute_ms < lat["isp1"].p50_ms < lat["isp0"].p50_ms + compute_ms + 1
     )
 
 

@@ -71,7 +71,10 @@ def test_utilisation_is_the_sum_of_the_masters(default_run: RunResult) -> None:
 
 
 def test_saturation_realtime_keeps_its_bandwidth(saturated: RunResult) -> None:
-    assert saturated.dram_utilisation_avg > 0.9
+    # DRAM runs full whenever the best-effort masters are not stalled on IOTLB walks or
+    # waiting for the (compute-bound) ISP
+    assert saturated.dram_utilisation_peak == pytest.approx(1.0)
+    assert saturated.dram_utilisation_avg > 0.8
     for master in ("camss", "mdss"):  # realtime: cameras and display
         _within(saturated, master)
     assert saturated.underflows == 0

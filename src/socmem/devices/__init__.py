@@ -224,6 +224,20 @@ class DeviceModel:
             cap = self.peak if cap is None else min(cap, self.peak)
         return cap
 
+    def walk_stall_ns(self) -> int:
+        """IOTLB walk latency a job of this stage adds to its master (the statistical
+        model's ``added_latency_ns``: misses × walk time / walks in flight), recorded per
+        master.  Only processing stages (ISP, NPU, GPU, codecs) pay it: cameras and
+        displays are real-time linear streams whose TCU prefetches the next translation
+        table (perf-anchors.md 3.25), so their walks hide behind the transfer."""
+        tr = self.ctx.translation
+        if tr is None or not self.uses_iommu:
+            return 0
+        stall = int(tr.latency_ns(self.name))
+        if stall:
+            self.ctx.recorder.walk_stall(self.master_name, stall)
+        return stall
+
     def flows(
         self,
         read_bytes: int,

@@ -221,6 +221,9 @@ class PipelineStage(ProducerMixin, DeviceModel):
         if compute:
             events.append(engine.timeout(compute))
         yield engine.all_of(events)
+        stall = self.walk_stall_ns()
+        if stall:  # page-table walks the master could not overlap with its transfers
+            yield engine.timeout(stall)
         for of, buf in zip(out_frames, outs, strict=True):
             yield from self.copy_out(of, buf.accesses.get(self.master_name))
         restore_access(self, acc_in)

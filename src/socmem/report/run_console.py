@@ -116,7 +116,7 @@ def print_run_summary(result: RunResult, console: Console, max_findings: int = 1
 
     if r.tlb:
         t = Table(title="IOTLB", title_justify="left")
-        for c in ("master", "transactions", "misses", "hit rate", "walk traffic"):
+        for c in ("master", "transactions", "misses", "hit rate", "walk traffic", "walk stall"):
             t.add_column(c, justify="left" if c == "master" else "right")
         for tl in r.tlb:
             t.add_row(
@@ -125,6 +125,7 @@ def print_run_summary(result: RunResult, console: Console, max_findings: int = 1
                 f"{tl.misses:,}",
                 f"{tl.hit_rate:.2%}",
                 f"{tl.walk_bps / 1e6:.1f} MB/s",
+                f"{tl.walk_stall_ms:.2f} ms" if tl.walk_stall_ms else "-",
             )
         console.print(t)
 

@@ -160,9 +160,23 @@ def render_run_html(r: RunResult) -> str:
 
     sec = rep.section("Address translation")
     sec.table(
-        ["master", "transactions", "IOTLB misses", "hit rate", "walk traffic MB/s"],
         [
-            [x.master, x.transactions, x.misses, f"{x.hit_rate:.3%}", round(x.walk_bps / 1e6, 2)]
+            "master",
+            "transactions",
+            "IOTLB misses",
+            "hit rate",
+            "walk traffic MB/s",
+            "walk stall ms",
+        ],
+        [
+            [
+                x.master,
+                x.transactions,
+                x.misses,
+                f"{x.hit_rate:.3%}",
+                round(x.walk_bps / 1e6, 2),
+                x.walk_stall_ms,
+            ]
             for x in r.tlb
         ],
     )

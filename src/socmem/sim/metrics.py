@@ -103,7 +103,8 @@ class Recorder:
     backlog_max: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     buffer_wait_ns: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     copies: dict[tuple[str, str, str], list[float]] = field(default_factory=dict)
-    tlb: dict[str, list[int]] = field(default_factory=dict)  # master -> [beats, misses, bytes]
+    # master -> [beats, misses, walk bytes, walk stall ns]
+    tlb: dict[str, list[int]] = field(default_factory=dict)
     cache_maint_bytes: int = 0
     cache_maint_ns: int = 0
     cpu_read_ns: int = 0
@@ -144,10 +145,17 @@ class Recorder:
         """Count ``nbytes`` of translated traffic with ``misses`` IOTLB misses."""
         rec = self.tlb.get(master)
         if rec is None:
-            rec = self.tlb[master] = [0, 0, 0]
+            rec = self.tlb[master] = [0, 0, 0, 0]
         rec[0] += (nbytes + 63) >> 6
         rec[1] += misses
         rec[2] += walk_bytes
+
+    def walk_stall(self, master: str, stall_ns: int) -> None:
+        """Count walk latency a job of ``master`` could not hide (added to its job time)."""
+        rec = self.tlb.get(master)
+        if rec is None:
+            rec = self.tlb[master] = [0, 0, 0, 0]
+        rec[3] += stall_ns
 
 
 @dataclass
@@ -211,6 +219,7 @@ class TlbStat:
     hit_rate: float
     walk_bytes: int
     walk_bps: float
+    walk_stall_ms: float = 0.0  # walk latency added to the master's jobs, in total
 
 
 @dataclass

@@ -61,7 +61,10 @@ from socmem.soc.schema import Soc
 
 __all__ = ["Run", "Translation", "closed_form_bandwidth", "probe_drivers", "run_scenario"]
 
-UINT_MAX = (1 << 32) - 1
+#: Read bursts a DMA master keeps in flight through its TBU (Arm MMU-500 TRM: 128
+#: outstanding reads per TBU; perf-anchors.md 3.22): the window over which its page-table
+#: walks overlap, so the stall a job pays is misses × walk time / pages in flight.
+OUTSTANDING_BURSTS = 128
 
 
 def probe_drivers(kernel: Kernel) -> list[str]:
@@ -136,6 +139,7 @@ class Translation:
                     pattern="linear",
                     master=m,
                     leaf_bytes=(leaves or {}).get(s) or None,
+                    outstanding=OUTSTANDING_BURSTS,
                 )
                 for s, m, n in streams
             ]
@@ -577,7 +581,7 @@ def _collect(
         for (pool, stage, reason), v in sorted(rec.copies.items())
     ]
     tlb = []
-    for master, (beats, misses, walk) in sorted(rec.tlb.items()):
+    for master, (beats, misses, walk, stall) in sorted(rec.tlb.items()):
         tlb.append(
             TlbStat(
                 master,
@@ -586,6 +590,7 @@ def _collect(
                 round(1 - misses / beats, 5) if beats else 1.0,
                 walk,
                 walk / duration if duration else 0.0,
+                round(stall / 1e6, 3),
             )
         )
     zero = 0
