@@ -22,6 +22,7 @@ from socmem.errors import EXIT_INPUT, InputError
 from socmem.outfile import write_atomic
 from socmem.plan.cli import plan_cmd
 from socmem.replay.cli import replay_cmd
+from socmem.scenario.cli import scenario_app
 from socmem.sim.cli import run_command
 from socmem.trace.cli import trace_app
 
@@ -40,6 +41,7 @@ soc_app = typer.Typer(
 )
 app.add_typer(soc_app, name="soc")
 app.add_typer(trace_app, name="trace")
+app.add_typer(scenario_app, name="scenario")
 app.command("run")(run_command)
 app.command("plan")(plan_cmd)
 app.command("replay")(replay_cmd)

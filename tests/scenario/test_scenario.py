@@ -98,3 +98,25 @@ def test_soc_check_names_the_master(tmp_path) -> None:  # type: ignore[no-untype
 def test_missing_scenario_file() -> None:
     with pytest.raises(InputError, match="no such file or built-in scenario"):
         load_scenario("/nonexistent.yaml")
+
+
+def test_scenario_cli(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from socmem.cli import main
+
+    assert main(["scenario", "list"]) == 0
+    assert "default (default) on reference-mobile" in capsys.readouterr().out
+    assert main(["scenario", "show", "saturated"]) == 0
+    assert "name: saturated" in capsys.readouterr().out
+    assert main(["scenario", "check", "nommu-contiguous"]) == 0
+    assert "OK (4 stages, 2 pools, on nommu-imx8m)" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BASE.replace("master: isp", "master: isp9"))
+    assert main(["scenario", "check", str(bad), "--soc", "reference-mobile"]) == 2
+    assert "has no master 'isp9'" in capsys.readouterr().err
+    out = tmp_path / "scenario.schema.json"
+    assert main(["scenario", "schema", "-o", str(out)]) == 0
+    schema = json.loads(out.read_text())
+    assert schema["title"] == "Scenario" and "stages" in schema["properties"]
+    assert main(["scenario", "schema", "-o", str(out)]) == 2  # exists, no --force

@@ -205,6 +205,7 @@ class DeviceModel:
         self.qos = _QOS.get(m.qos_class.value, QosClass.BEST_EFFORT) if m else QosClass.BEST_EFFORT
         self.weight = float(m.qos_weight) if m else 1.0
         self.peak = m.traffic.peak_bandwidth if m and m.traffic.peak_bandwidth else None
+        self.regulator = m.qos_regulator if m is not None else None
         self.uses_iommu = self.dev is not None and self.dev.uses_iommu_dma
         self.faults = [f for f in ctx.scenario.faults if f.stage == stage.name]
         self.jobs = 0
@@ -270,6 +271,7 @@ class DeviceModel:
                     qos,
                     flow_weight(dram.qos, self.weight, cap, dram.capacity_bps),
                     cap_bps=cap,
+                    regulator_bps=self.regulator,
                     name=name,
                 )
             )
@@ -284,6 +286,7 @@ class DeviceModel:
                     qos,
                     flow_weight(dram.qos, self.weight, cap, dram.capacity_bps),
                     cap_bps=cap,
+                    regulator_bps=self.regulator,
                     name=name,
                 )
             )

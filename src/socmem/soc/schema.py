@@ -372,6 +372,11 @@ class Master(_Model):
     alignment: Size = Field(4096, description="base alignment the hardware needs")
     qos_class: QosClass = QosClass.BEST_EFFORT
     qos_weight: int = Field(1, ge=1)
+    qos_regulator: Bandwidth | None = Field(
+        None,
+        description="QoS-400 issuing-rate regulator on the master's port, per direction "
+        "(read and write channels are regulated separately; perf-anchors.md 7.5)",
+    )
     secure: bool = Field(False, description="may access protected (secure) memory")
     memory_region: list[str] = Field(default_factory=list)
     traffic: Traffic = Field(default_factory=Traffic)
