@@ -90,11 +90,18 @@ def capture(
         typer.Option("--probes", help="Extra kprobe_events lines to add (one per line)"),
     ] = None,
     buffer_kb: Annotated[int, typer.Option(help="Trace ring buffer per CPU, KiB")] = 32768,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            help="Add the probes `socmem replay` needs on this kernel build: linux-6.1-arm64"
+        ),
+    ] = None,
 ) -> None:
     """Print the shell script that captures a DMA trace, dmesg and dma-buf state on a board."""
-    from socmem.trace.capture import capture_script, read_probe_file
+    from socmem.trace.capture import capture_script, profile_probes, read_probe_file
 
-    extra = read_probe_file(probes) if probes else []
+    extra = profile_probes(profile) if profile else []
+    extra += read_probe_file(probes) if probes else []
     text = capture_script(extra_probes=extra, buffer_kb=buffer_kb)
     _write_or_print(text, output, force)
     if output is not None:

@@ -128,3 +128,18 @@ def test_cli_capture(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert "BUFFER_KB:-4096" in target.read_text()
     assert main(["capture", "-o", str(target)]) == 2  # exists, no --force
     assert main(["capture", "--probes", str(tmp_path / "missing.txt")]) == 2
+
+
+def test_replay_profile_replaces_same_named_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    from socmem.trace.capture import probe_event_name, profile_probes
+
+    lines = profile_probes("linux-6.1-arm64")
+    assert any("iommu_setup_dma_ops" in ln for ln in lines)
+    script = capture_script(extra_probes=lines)
+    defined = [ln for ln in script.splitlines() if ln.startswith(("p:", "r:", "p64:", "r64:"))]
+    names = [probe_event_name(ln) for ln in defined]
+    assert len(names) == len(set(names))  # nothing traced twice
+    assert "r64:dmakp/alloc_iova_fast_ret alloc_iova_fast pfn=$retval:x64" in defined
+    assert main(["capture", "--profile", "linux-6.1-arm64"]) == 0
+    assert "dmakp/iommu_dma_alloc_iova" in capsys.readouterr().out
+    assert main(["capture", "--profile", "linux-9.9"]) == 2

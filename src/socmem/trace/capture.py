@@ -20,6 +20,7 @@ fixture's ``kprobe_events.txt``) can be added with ``--probes FILE``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from socmem.errors import InputError
@@ -279,14 +280,35 @@ exit 0
 """
 
 
+def probe_event_name(line: str) -> str:
+    """``p:GROUP/NAME SYMBOL ...`` → ``NAME`` (the event name the trace shows)."""
+    return line.split(None, 1)[0].split("/", 1)[-1]
+
+
+PROFILES = ("linux-6.1-arm64",)
+
+
+def profile_probes(name: str) -> list[str]:
+    """The kprobe lines ``socmem replay`` needs on a given kernel build (struct offsets
+    differ between kernels): shipped for Debian's Linux 6.1 arm64, the replay fixture's."""
+    if name not in PROFILES:
+        raise InputError(f"unknown probe profile {name!r}", expected=" | ".join(PROFILES))
+    res = resources.files("socmem.trace") / "probes" / f"{name}.txt"
+    text = res.read_text(encoding="utf-8")
+    return [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+
+
 def capture_script(
     extra_probes: list[str] | None = None,
     buffer_kb: int = 32768,
     default_seconds: int = 10,
     probes: tuple[Probe, ...] = DEFAULT_PROBES,
 ) -> str:
-    """The capture script text, with the default probes plus ``extra_probes`` lines."""
-    lines = [p.line() for p in probes] + list(extra_probes or [])
+    """The capture script text: the default probes, and ``extra_probes`` lines, which
+    replace a default probe of the same event name (so no call is traced twice)."""
+    extra = list(extra_probes or [])
+    taken = {probe_event_name(x) for x in extra}
+    lines = [p.line() for p in probes if p.name not in taken] + extra
     return (
         _TEMPLATE.replace("@BUFFER_KB@", str(buffer_kb))
         .replace("@DEFAULT_SECONDS@", str(default_seconds))
