@@ -18,6 +18,8 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check --quiet src tests benchmarks
+	$(BIN)/mypy src
 	$(BIN)/pytest -q
 
 lint: $(STAMP)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from socmem.linux.mm import DramRange
+from socmem.linux.mm import DramRange, RegionKind
 from socmem.linux.mm import ReservedRegion as MmRegion
 from socmem.soc.schema import ReservedKind, ReservedRegion, Soc
 
@@ -34,7 +34,7 @@ class ReservedLayout:
     log: list[str] = field(default_factory=list)
 
 
-def mm_kind(region: ReservedRegion) -> str:
+def mm_kind(region: ReservedRegion) -> RegionKind:
     """How :class:`PhysMem` treats a region of the SoC description."""
     kind = region.kind
     if kind is ReservedKind.CMA:

@@ -441,13 +441,13 @@ def plan_pool(scenario: Scenario, soc: Soc, pool: BufferPool, ctx: _Ctx | None =
                 ))  # fmt: skip
         reasons["modifier"] = f"{wanted.value}: the pool asks for it"
     else:
-        comp = [
+        compressing = [
             m
             for m in (Modifier.UBWC, Modifier.AFBC)
             if m in common and modifier_supports(m, pool.format)
         ]
-        if comp:
-            modifier = comp[0]
+        if compressing:
+            modifier = compressing[0]
             reasons["modifier"] = (
                 f"{modifier.value}: every user reads it (compression saves bandwidth)"
             )

@@ -26,11 +26,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from socmem.linux.dma.types import DMA_FROM_DEVICE, DMA_TO_DEVICE
+from socmem.linux.device import Device
+from socmem.linux.dma.scatterlist import SgTable
+from socmem.linux.dma.types import DMA_FROM_DEVICE, DMA_TO_DEVICE, DmaDataDirection
 from socmem.linux.dmabuf.dma_buf import (
     IS_ERR,
     O_RDWR,
     DmaBuf,
+    DmaBufAttachment,
     dma_buf_attach,
     dma_buf_begin_cpu_access,
     dma_buf_detach,
@@ -63,7 +66,7 @@ from socmem.linux.dmabuf.resv import (
 )
 from socmem.linux.dmabuf.sync_file import sync_file_create, sync_file_get_fence
 from socmem.linux.kernel import Kernel
-from socmem.plan.planner import PoolPlan, ScenarioPlan
+from socmem.plan.planner import PoolPlan, ScenarioPlan, User
 from socmem.scenario.schema import Scenario, SyncMode
 from socmem.soc.schema import Soc
 
@@ -156,7 +159,7 @@ def _prove_pool(
     devices = [u for u in pp.users if not u.usage.is_cpu]
     cpu_users = [u for u in pp.users if u.usage.is_cpu]
     for i, b in enumerate(bufs):
-        maps = []
+        maps: list[tuple[DmaBufAttachment, SgTable | None, DmaDataDirection]] = []
         base = getattr(b.priv, "base", 0)
         if getattr(b.priv, "contiguous", False) and base % pp.alignment:
             proof.problems.append(f"buffer {i} at {base:#x} is not {pp.alignment}-byte aligned")
@@ -166,12 +169,14 @@ def _prove_pool(
             if IS_ERR(a):
                 proof.problems.append(f"{u.master}: dma_buf_attach failed ({a})")
                 continue
+            assert isinstance(a, DmaBufAttachment)  # not an ERR_PTR: an attachment
             direction = DMA_FROM_DEVICE if u.writes else DMA_TO_DEVICE
             sgt = dma_buf_map_attachment(a, direction)
             if IS_ERR(sgt):
                 proof.problems.append(f"{u.master}: dma_buf_map_attachment failed ({sgt})")
                 dma_buf_detach(b, a)
                 continue
+            assert isinstance(sgt, SgTable)  # not an ERR_PTR: the sg table
             _check_mapping(kernel, dev, u, sgt, proof, i == 0)
             if pp.map_direction == "per-job" and not u.writes:
                 # the reader's job: map, DMA, unmap, before the CPU syncs the buffer
@@ -181,15 +186,17 @@ def _prove_pool(
                 maps.append((a, sgt, direction))
         if i == 0:
             _pass_frame(kernel, b, pp, devices, cpu_users, sync, proof)
-        for a, sgt, direction in maps:
-            if sgt is not None:
-                dma_buf_unmap_attachment(a, sgt, direction)
+        for a, mapped, direction in maps:
+            if mapped is not None:
+                dma_buf_unmap_attachment(a, mapped, direction)
             dma_buf_detach(b, a)
     proof.ok = not proof.problems
     return proof
 
 
-def _check_mapping(kernel: Kernel, dev, u, sgt, proof: PoolProof, record: bool) -> None:  # type: ignore[no-untyped-def]
+def _check_mapping(
+    kernel: Kernel, dev: Device, u: User, sgt: SgTable, proof: PoolProof, record: bool
+) -> None:
     m = dev.master
     c = m.constraints.resolve(m.kind) if m is not None else None
     segs = sgt.sgl[: sgt.nents]
@@ -213,7 +220,15 @@ def _check_mapping(kernel: Kernel, dev, u, sgt, proof: PoolProof, record: bool) 
         })  # fmt: skip
 
 
-def _pass_frame(kernel, b, pp, devices, cpu_users, sync, proof) -> None:  # type: ignore[no-untyped-def]
+def _pass_frame(
+    kernel: Kernel,
+    b: DmaBuf,
+    pp: PoolPlan,
+    devices: list[User],
+    cpu_users: list[User],
+    sync: SyncMode,
+    proof: PoolProof,
+) -> None:
     """Producer writes, signals its fence; consumers wait; CPU users sync around access."""
     core = kernel.core
     fence = DmaFence(_FENCE_OPS, dma_fence_context_alloc(1, core), 1, core=core)

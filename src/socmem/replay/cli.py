@@ -94,11 +94,11 @@ def print_result(res: ReplayResult, out: Console, whatif: WhatIf | None = None) 
         kinds = sorted({k for c in cols for k in res.commands[c]})
         for k in kinds:
             vals = [res.commands[c].get(k, 0) for c in cols]
-            a = res.agreement.get(f"smmu_cmd:{k}")
+            ag = res.agreement.get(f"smmu_cmd:{k}")
             flag = (
                 ""
-                if a is None
-                else ("=" if a.ok and a.total else a.note if not a.total else "DIFFERS")
+                if ag is None
+                else ("=" if ag.ok and ag.total else ag.note if not ag.total else "DIFFERS")
             )
             ct.add_row(k.removeprefix("SMMU_CMD_"), *map(str, vals), flag)
         out.print(ct)

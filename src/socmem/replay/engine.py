@@ -276,7 +276,7 @@ def boot_model(cap: Capture, soc: Any, cfg: ReplayConfig) -> tuple[Any, dict[str
     smmu = smmus[0]
     granule = cfg.granule or _capture_granule(cap)
     smmu.granules = [granule]
-    smmu.invalidation = "strict" if _strict(cap, cfg) else "lazy"  # type: ignore[assignment]
+    smmu.invalidation = "strict" if _strict(cap, cfg) else "lazy"
     if cfg.iotlb_entries is not None:
         smmu.tlb.iotlb_entries = cfg.iotlb_entries
     names = {m.name for m in soc.masters}
@@ -621,10 +621,12 @@ class ReplayEngine:
         ] = []
         inner = iovad.alloc_iova_fast
 
-        def logged(size: int, limit_pfn: int, flush: bool, cpu: int = 0) -> int:
+        def logged(size: int, limit_pfn: int, flush_rcache: bool, cpu: int = 0) -> int:
             d.tree_log.clear()
-            pfn = inner(size, limit_pfn, flush, cpu)
-            fast_calls.append((size, limit_pfn, flush, pfn, iovad.last_source, list(d.tree_log)))
+            pfn = inner(size, limit_pfn, flush_rcache, cpu)
+            fast_calls.append(
+                (size, limit_pfn, flush_rcache, pfn, iovad.last_source, list(d.tree_log))
+            )
             return pfn
 
         iovad.alloc_iova_fast = logged  # type: ignore[method-assign]
@@ -657,8 +659,8 @@ class ReplayEngine:
         d: _Dom,
     ) -> None:
         if not self.baseline:
-            for k in kids:
-                self.remember(k)
+            for kid in kids:
+                self.remember(kid)
             return
         n = max(len(kids), len(fast_calls))
         for i in range(n):

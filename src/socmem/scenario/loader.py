@@ -7,12 +7,13 @@ SoC loader does.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from socmem.errors import InputError, InputErrors
-from socmem.scenario.schema import Scenario, StageType
+from socmem.scenario.schema import BufferPool, Scenario, Stage, StageType
 from socmem.soc.schema import Soc
 from socmem.yamlfile import YamlDoc, dotted, load_yaml, parse_yaml, validate
 
@@ -76,7 +77,11 @@ def _raise(
 def structure_problems(s: Scenario) -> list[tuple[tuple[str | int, ...], str, bool]]:
     """Names unique, pools produced once and consumed, faults naming stages, no cycles."""
     out: list[tuple[tuple[str | int, ...], str, bool]] = []
-    for section, items in (("buffers", s.buffers), ("stages", s.stages)):
+    sections: tuple[tuple[str, Sequence[BufferPool | Stage]], ...] = (
+        ("buffers", s.buffers),
+        ("stages", s.stages),
+    )
+    for section, items in sections:
         seen: set[str] = set()
         for i, item in enumerate(items):
             if item.name in seen:

@@ -23,13 +23,13 @@ Units are written as people write them (``30fps``, ``60Hz``, ``20MiB``, ``5ms``,
 from __future__ import annotations
 
 import enum
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from socmem.units import BYTES_PER_PIXEL, Bandwidth, Duration, Frequency, Size
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 
 
 class _Model(BaseModel):
@@ -62,21 +62,21 @@ class BufferPool(_Model):
     """``count`` image buffers of one format, shared by a producer and its consumers."""
 
     name: str
-    width: int | None = Field(None, ge=1, le=65536)
-    height: int | None = Field(None, ge=1, le=65536)
-    format: str = Field("NV12", description="pixel format: " + ", ".join(BYTES_PER_PIXEL))
+    width: int | None = Field(default=None, ge=1, le=65536)
+    height: int | None = Field(default=None, ge=1, le=65536)
+    format: str = Field(default="NV12", description="pixel format: " + ", ".join(BYTES_PER_PIXEL))
     size: Size | None = Field(
-        None, description="bytes per buffer, for non-image buffers (bitstreams, tensors)"
+        default=None, description="bytes per buffer, for non-image buffers (bitstreams, tensors)"
     )
-    count: int = Field(4, ge=1, le=64, description="pool depth (buffers in flight)")
+    count: int = Field(default=4, ge=1, le=64, description="pool depth (buffers in flight)")
     heap: str = Field(
-        "auto",
+        default="auto",
         description="dma-buf heap: auto (the planner decides), system, cma, "
         "carveout:<region>, protected:<region>",
     )
     compression: Compression = Compression.NONE
     compression_ratio: float = Field(
-        0.6, gt=0, le=1, description="compressed / raw bytes (perf-anchors.md 2.25: 0.6)"
+        default=0.6, gt=0, le=1, description="compressed / raw bytes (perf-anchors.md 2.25: 0.6)"
     )
     sync: SyncMode = SyncMode.EXPLICIT
 
@@ -141,19 +141,20 @@ class Stage(_Model):
     master: str = Field(description="the SoC master it runs on (for cpu stages: 'cpu')")
     inputs: list[str] = Field(default_factory=list, description="buffer pools read")
     outputs: list[str] = Field(default_factory=list, description="buffer pools written")
-    fps: Frequency | None = Field(None, description="frame rate of a source stage")
-    refresh: Frequency | None = Field(None, description="refresh rate of a display stage")
+    fps: Frequency | None = Field(default=None, description="frame rate of a source stage")
+    refresh: Frequency | None = Field(default=None, description="refresh rate of a display stage")
     compute: Duration | None = Field(
-        None, description="compute time per frame (default: pixels / the master's pixel rate)"
+        default=None,
+        description="compute time per frame (default: pixels / the master's pixel rate)",
     )
-    every: int = Field(1, ge=1, description="process every Nth input frame (decimation)")
-    weights: Size = Field(0, description="bytes of weights read per inference (NPU)")
-    reference_frames: int = Field(0, ge=0, le=16, description="codec reference frames")
-    bitrate: Bandwidth | None = Field(None, description="encoder output / decoder input")
+    every: int = Field(default=1, ge=1, description="process every Nth input frame (decimation)")
+    weights: Size = Field(default=0, description="bytes of weights read per inference (NPU)")
+    reference_frames: int = Field(default=0, ge=0, le=16, description="codec reference frames")
+    bitrate: Bandwidth | None = Field(default=None, description="encoder output / decoder input")
     latency_budget: Duration | None = Field(
-        None, description="display: how long scan-out may starve before underflow"
+        default=None, description="display: how long scan-out may starve before underflow"
     )
-    process_name: str | None = Field(None, description="cpu stages: the user-space process")
+    process_name: str | None = Field(default=None, description="cpu stages: the user-space process")
 
     @model_validator(mode="after")
     def _shape(self) -> Stage:
@@ -192,7 +193,7 @@ class FaultInjection(_Model):
 
     stage: str
     kind: FaultKind
-    frame: int = Field(0, ge=0)
+    frame: int = Field(default=0, ge=0)
     once: bool = True
 
 
@@ -202,9 +203,9 @@ class Scenario(_Model):
     schema_version: Literal[1] = SCHEMA_VERSION
     name: str
     description: str = ""
-    soc: str = Field("reference-mobile", description="default SoC (built-in name or file)")
-    duration: Duration = Field(2.0, description="simulated time")
-    qos: bool = Field(True, description="interconnect QoS on (strict priority classes)")
+    soc: str = Field(default="reference-mobile", description="default SoC (built-in name or file)")
+    duration: Duration = Field(default=2.0, description="simulated time")
+    qos: bool = Field(default=True, description="interconnect QoS on (strict priority classes)")
     buffers: list[BufferPool] = Field(min_length=1)
     stages: list[Stage] = Field(min_length=1)
     faults: list[FaultInjection] = Field(default_factory=list)

@@ -92,6 +92,10 @@ class _Snap:
     state: tuple[Any, ...]
 
 
+# one period's signature: counter deltas, latencies, new findings, state, traffic
+_Sig = tuple[Any, dict[str, tuple[int, ...]], int, tuple[Any, ...], dict[Any, tuple[float, float]]]
+
+
 def _close(a: Any, b: Any) -> bool:
     if isinstance(a, float) or isinstance(b, float):
         return a == b or abs(a - b) <= REL_TOL * max(abs(a), abs(b))
@@ -138,7 +142,7 @@ class SteadyState:
         self.footprint = footprint
         self.identical = max(int(identical), 2)
         self.prev: _Snap | None = None
-        self.sigs: deque[tuple[Any, Any]] = deque(maxlen=self.identical)
+        self.sigs: deque[_Sig] = deque(maxlen=self.identical)
         self.last_delta: dict[str, Any] = {}
         self.last_lat: dict[str, int] = {}
         self.faults = [(f.stage, f.frame, f.once) for f in ctx.scenario.faults]
@@ -256,9 +260,9 @@ class SteadyState:
             for i, x in enumerate(v):
                 row[i] += n * x
         for k, v in d["tlb"].items():
-            row = rec.tlb[k]
+            tlb_row = rec.tlb[k]
             for i, x in enumerate(v):
-                row[i] += n * x
+                tlb_row[i] += n * x
         cb, cn, cr = d["cache"]
         rec.cache_maint_bytes += n * cb
         rec.cache_maint_ns += n * cn

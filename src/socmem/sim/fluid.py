@@ -199,8 +199,8 @@ class StepSeries:
         i = np.searchsorted(t, x, side="right") - 1
         cum = c[i] + v[i] * (x - t[i])
         if tail is not None:
-            _t, period, rel, vals, tcum, total = tail
-            d = np.maximum(e - t_from, 0)
+            tail_from, period, rel, vals, tcum, total = tail  # tail_from == t_from
+            d = np.maximum(e - tail_from, 0)
             q, r = np.divmod(d, period)
             j = np.searchsorted(np.asarray(rel), r, side="right") - 1
             tv = np.asarray(vals)

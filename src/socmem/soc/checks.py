@@ -14,9 +14,10 @@ the loader can name the file and line.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from socmem.soc.schema import Range, Soc
+from socmem.soc.schema import Iommu, Master, Range, ReservedRegion, Soc
 from socmem.units import format_address, format_size
 
 
@@ -31,11 +32,12 @@ class Problem:
 
 def _names(soc: Soc) -> list[Problem]:
     out = []
-    for section, items in (
+    sections: tuple[tuple[str, Sequence[Iommu | Master | ReservedRegion]], ...] = (
         ("iommus", soc.iommus),
         ("masters", soc.masters),
         ("reserved_memory", soc.reserved_memory),
-    ):
+    )
+    for section, items in sections:
         seen: dict[str, int] = {}
         for i, item in enumerate(items):
             if item.name in seen:

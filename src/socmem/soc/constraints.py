@@ -116,31 +116,38 @@ class MasterConstraints(BaseModel):
         return data
 
     formats: list[str] | None = Field(
-        None, description="pixel formats the engine reads/writes (empty: every known format)"
+        default=None,
+        description="pixel formats the engine reads/writes (empty: every known format)",
     )
-    modifiers: list[Modifier] | None = Field(None, description="linear, tiled, afbc, ubwc")
-    stride_alignment: Size | None = Field(None, description="pitch alignment in bytes")
-    max_pitch: Size | None = Field(None, description="largest programmable pitch in bytes")
+    modifiers: list[Modifier] | None = Field(default=None, description="linear, tiled, afbc, ubwc")
+    stride_alignment: Size | None = Field(default=None, description="pitch alignment in bytes")
+    max_pitch: Size | None = Field(default=None, description="largest programmable pitch in bytes")
     fixed_pitch: bool | None = Field(
-        None,
+        default=None,
         description="pitch not programmable: lines packed at ALIGN(width*cpp, stride_alignment)",
     )
-    height_alignment: int | None = Field(None, ge=1, description="rows are padded to this")
-    plane_alignment: Size | None = Field(None, description="alignment of plane offsets")
+    height_alignment: int | None = Field(default=None, ge=1, description="rows are padded to this")
+    plane_alignment: Size | None = Field(default=None, description="alignment of plane offsets")
     max_segments: int | None = Field(
-        None, ge=1, description="DMA segments the engine takes (default: 1 without an IOMMU)"
+        default=None,
+        ge=1,
+        description="DMA segments the engine takes (default: 1 without an IOMMU)",
     )
     driver_max_segment_size: Size | None = Field(
-        None,
+        default=None,
         description="what the driver's probe passes to dma_set_max_seg_size() (0: leaves "
         "dma_parms alone)",
     )
-    iommu_bypass: bool | None = Field(None, description="the stream bypasses the IOMMU")
-    cpu_read: CpuAccess | None = Field(None, description="CPU reads by the master's runtime")
-    cpu_write: CpuAccess | None = Field(None, description="CPU writes by the master's runtime")
-    usages: list[Usage] | None = Field(None, description="usages the master supports")
+    iommu_bypass: bool | None = Field(default=None, description="the stream bypasses the IOMMU")
+    cpu_read: CpuAccess | None = Field(
+        default=None, description="CPU reads by the master's runtime"
+    )
+    cpu_write: CpuAccess | None = Field(
+        default=None, description="CPU writes by the master's runtime"
+    )
+    usages: list[Usage] | None = Field(default=None, description="usages the master supports")
     protected_only: bool | None = Field(
-        None, description="the master only ever accesses protected (secure) memory"
+        default=None, description="the master only ever accesses protected (secure) memory"
     )
 
     def resolve(self, kind: Any) -> ResolvedConstraints:

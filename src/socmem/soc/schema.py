@@ -19,7 +19,7 @@ them with the field path so the loader can give a line number.
 from __future__ import annotations
 
 import enum
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -33,7 +33,7 @@ from socmem.units import (
     TransferRate,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 
 
 class _Model(BaseModel):
@@ -91,8 +91,8 @@ class Dram(_Model):
     type: DramType
     data_rate: TransferRate = Field(description="transfers per second per pin, e.g. 6400MT/s")
     channels: int = Field(ge=1, le=64)
-    channel_width: int = Field(16, description="bits per channel", ge=8, le=1024)
-    efficiency: float = Field(0.80, gt=0.0, le=1.0)
+    channel_width: int = Field(default=16, description="bits per channel", ge=8, le=1024)
+    efficiency: float = Field(default=0.80, gt=0.0, le=1.0)
     ranges: list[Range] = Field(min_length=1, description="DRAM in the physical address map")
 
     @property
@@ -140,8 +140,10 @@ class ReservedRegion(_Model):
     reusable: bool = False
     cma_default: bool = False
     dma_default: bool = False
-    secure: bool = Field(False, description="protected memory: no CPU access, secure masters only")
-    source: str | None = Field(None, description="device-tree node path, when imported")
+    secure: bool = Field(
+        default=False, description="protected memory: no CPU access, secure masters only"
+    )
+    source: str | None = Field(default=None, description="device-tree node path, when imported")
 
     @model_validator(mode="after")
     def _binding_rules(self) -> ReservedRegion:
@@ -209,9 +211,9 @@ class Invalidation(enum.StrEnum):
 class TlbConfig(_Model):
     """Translation caches of an SMMU (perf-anchors.md §3d: MMU-500/600 TBU/TCU sizes)."""
 
-    iotlb_entries: int = Field(2048, ge=0, description="main TLB (TCU / shared) entries")
-    utlb_entries: int = Field(32, ge=0, description="micro-TLB entries per TBU")
-    walk_cache_entries: int = Field(64, ge=0, description="page-table walk cache entries")
+    iotlb_entries: int = Field(default=2048, ge=0, description="main TLB (TCU / shared) entries")
+    utlb_entries: int = Field(default=32, ge=0, description="micro-TLB entries per TBU")
+    walk_cache_entries: int = Field(default=64, ge=0, description="page-table walk cache entries")
 
 
 _GRANULES = (4096, 16384, 65536)
@@ -224,11 +226,11 @@ class Iommu(_Model):
     model: IommuModel
     compatible: list[str] = Field(default_factory=list)
     granules: list[Size] = Field(default_factory=lambda: [4096])
-    ias: int = Field(48, ge=32, le=52, description="input (IOVA) address bits")
-    oas: int = Field(48, ge=32, le=52, description="output (physical) address bits")
+    ias: int = Field(default=48, ge=32, le=52, description="input (IOVA) address bits")
+    oas: int = Field(default=48, ge=32, le=52, description="output (physical) address bits")
     tlb: TlbConfig = Field(default_factory=TlbConfig)
     invalidation: Invalidation = Invalidation.STRICT
-    coherent_walk: bool = Field(True, description="page-table walks snoop CPU caches")
+    coherent_walk: bool = Field(default=True, description="page-table walks snoop CPU caches")
     source: str | None = None
 
     @model_validator(mode="after")
@@ -325,10 +327,10 @@ class Traffic(_Model):
     """What a master moves, for the simulator: rates and bytes per pixel (perf-anchors §2)."""
 
     pixel_rate: PixelRate | None = None
-    read_bytes_per_pixel: float = Field(0.0, ge=0)
-    write_bytes_per_pixel: float = Field(0.0, ge=0)
+    read_bytes_per_pixel: float = Field(default=0.0, ge=0)
+    write_bytes_per_pixel: float = Field(default=0.0, ge=0)
     peak_bandwidth: Bandwidth | None = Field(
-        None, description="burst bandwidth the master can issue"
+        default=None, description="burst bandwidth the master can issue"
     )
     compression: list[str] = Field(default_factory=list, description="e.g. afbc, ubwc")
 
@@ -357,34 +359,34 @@ class Master(_Model):
     iommus: list[StreamId] = Field(default_factory=list)
     iommu_map: list[IommuMap] = Field(default_factory=list)
     iommu_group: str | None = Field(
-        None, description="masters sharing a group may share stream IDs (iommu_group)"
+        default=None, description="masters sharing a group may share stream IDs (iommu_group)"
     )
     dma_coherent: bool = False
-    dma_mask_bits: int = Field(32, ge=8, le=64)
+    dma_mask_bits: int = Field(default=32, ge=8, le=64)
     dma_ranges: list[DmaRange] = Field(default_factory=list)
     max_segment_size: Size = Field(
-        65536,
+        default=65536,
         description="dma_parms max_segment_size, an unsigned int (default 64K, at most "
         "0xffff_ffff = UINT_MAX)",
         le=0xFFFF_FFFF,
     )
     segment_boundary_mask: HexInt = 0xFFFF_FFFF
-    alignment: Size = Field(4096, description="base alignment the hardware needs")
+    alignment: Size = Field(default=4096, description="base alignment the hardware needs")
     qos_class: QosClass = QosClass.BEST_EFFORT
-    qos_weight: int = Field(1, ge=1)
+    qos_weight: int = Field(default=1, ge=1)
     qos_regulator: Bandwidth | None = Field(
-        None,
+        default=None,
         description="QoS-400 issuing-rate regulator on the master's port, per direction "
         "(read and write channels are regulated separately; perf-anchors.md 7.5)",
     )
-    secure: bool = Field(False, description="may access protected (secure) memory")
+    secure: bool = Field(default=False, description="may access protected (secure) memory")
     memory_region: list[str] = Field(default_factory=list)
     traffic: Traffic = Field(default_factory=Traffic)
     constraints: MasterConstraints = Field(
         default_factory=MasterConstraints,
         description="buffer formats, layouts, usages (unset fields: defaults of the kind)",
     )
-    source: str | None = Field(None, description="device-tree node path, when imported")
+    source: str | None = Field(default=None, description="device-tree node path, when imported")
 
     @property
     def has_iommu(self) -> bool:
@@ -421,10 +423,10 @@ class Master(_Model):
 class Cpu(_Model):
     """The application processor cluster, as a master and as a cache owner."""
 
-    cores: int = Field(8, ge=1)
-    cache_line: int = Field(64, description="bytes per cache line (L1 D-cache)")
+    cores: int = Field(default=8, ge=1)
+    cache_line: int = Field(default=64, description="bytes per cache line (L1 D-cache)")
     copy_bandwidth: Bandwidth = Field(
-        8e9, description="memcpy bytes/s per core (perf-anchors §5.1-5.2: 5-12 GB/s)"
+        default=8e9, description="memcpy bytes/s per core (perf-anchors §5.1-5.2: 5-12 GB/s)"
     )
 
 

@@ -661,7 +661,7 @@ class IovaAnalysis:
     def alive(self, label: str, limit: int = 50) -> list[dict[str, Any]]:
         """The mappings of ``label`` alive at the end (first ``limit``, by IOVA)."""
         st = self.domains[label]
-        out = []
+        out: list[dict[str, Any]] = []
         for s in sorted(st.live_len):
             for e in st.live_len[s]:
                 if len(out) >= limit:
@@ -1102,7 +1102,13 @@ def explain_faults(
         if isinstance(ev, SmmuEvent):
             if ev.iova is None:
                 continue
-            key = ("smmuv3-event", ev.smmu, ev.stream_id, ev.name, ev.iova & ~(PAGE - 1))
+            key: tuple[Any, ...] = (
+                "smmuv3-event",
+                ev.smmu,
+                ev.stream_id,
+                ev.name,
+                ev.iova & ~(PAGE - 1),
+            )
             lines = [
                 dmesg_lines.get(n, "")
                 for n in range(ev.line_no, ev.line_no + 5 + len(ev.decoded_text))
@@ -1477,10 +1483,10 @@ def analyze(
     if phases:
         if phases[0]["start_s"] is None:
             phases[0]["start_s"] = rep.start_s
-        for i, ph in enumerate(phases):
-            if ph["end_s"] is None:
+        for i, phd in enumerate(phases):
+            if phd["end_s"] is None:
                 nxt = phases[i + 1]["start_s"] if i + 1 < len(phases) else None
-                ph["end_s"] = nxt if nxt is not None else rep.end_s
+                phd["end_s"] = nxt if nxt is not None else rep.end_s
     rep.phases = phases
     rep.bad_by_reason = dict(bad)
     rep.events_by_name = dict(by_name.most_common())
@@ -1498,9 +1504,9 @@ def analyze(
         "commands": iova.commands,
         "first_opcode": dict(iova.cmd_opcodes),
     }
-    for label, st in iova.domains.items():
-        rep.domains[label] = st.stats.to_dict(iova.alive(label))
-        rep.series[label] = list(st.stats.series.points)
+    for label, dom in iova.domains.items():
+        rep.domains[label] = dom.stats.to_dict(iova.alive(label))
+        rep.series[label] = list(dom.stats.series.points)
     durations = {p["name"]: max(0.0, (p["end_s"] or 0) - (p["start_s"] or 0)) for p in phases}
     for (phase, label), (nm, nu, bm, bu) in iova.phase_stats.items():
         dur = durations.get(phase, 0.0)

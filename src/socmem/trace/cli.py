@@ -158,7 +158,7 @@ def _add_tarball(path: Path, inp: Inputs, stack: contextlib.ExitStack) -> None:
 
     for m in found["trace"]:
         fh = tar.extractfile(m)
-        inp.traces.append(io.TextIOWrapper(fh, encoding="utf-8", errors="replace", newline=""))  # type: ignore[arg-type]
+        inp.traces.append(io.TextIOWrapper(fh, encoding="utf-8", errors="replace", newline=""))
         inp.trace_names.append(f"{path}:{m.name}")
         inp.note("trace", f"{path}:{m.name}")
     if "dmesg" in found and inp.dmesg is None:
@@ -318,7 +318,7 @@ def print_report(rep: TraceReport, con: Console) -> None:
 
     if rep.domains:
         t = Table(title="IOMMU mappings per device / domain", title_justify="left")
-        cols = (
+        cols: tuple[str, ...] = (
             "device / domain",
             "maps",
             "unmaps",
@@ -351,15 +351,15 @@ def print_report(rep: TraceReport, con: Console) -> None:
         t = Table(title="Mapping churn per phase", title_justify="left")
         for c in ("phase", "device / domain", "maps", "unmaps", "mapped", "maps/s", "MiB/s"):
             t.add_column(c, justify="left" if c in ("phase", "device / domain") else "right")
-        for c in rep.churn:
+        for ch in rep.churn:
             t.add_row(
-                c["phase"],
-                c["domain"],
-                str(c["maps"]),
-                str(c["unmaps"]),
-                _sz(c["bytes_mapped"]),
-                f"{c['maps_per_s']:.0f}" if c["maps_per_s"] else "–",
-                f"{c['bytes_per_s'] / (1 << 20):.2f}" if c["bytes_per_s"] else "–",
+                ch["phase"],
+                ch["domain"],
+                str(ch["maps"]),
+                str(ch["unmaps"]),
+                _sz(ch["bytes_mapped"]),
+                f"{ch['maps_per_s']:.0f}" if ch["maps_per_s"] else "–",
+                f"{ch['bytes_per_s'] / (1 << 20):.2f}" if ch["bytes_per_s"] else "–",
             )
         con.print(t)
 
@@ -466,12 +466,12 @@ def print_report(rep: TraceReport, con: Console) -> None:
 
     if rep.findings:
         con.print(f"[bold]Findings ({len(rep.findings)})[/bold]")
-        for f in rep.findings:
-            first = f.message.splitlines()[0] if f.message else ""
-            con.print(f"  [{f.severity}] {f.kind}: {f.subject}", markup=False)
+        for fnd in rep.findings:
+            first = fnd.message.splitlines()[0] if fnd.message else ""
+            con.print(f"  [{fnd.severity}] {fnd.kind}: {fnd.subject}", markup=False)
             con.print(f"      {first}", markup=False)
-            if f.data.get("explanation"):
-                con.print(f"      {f.data['explanation']}", markup=False)
+            if fnd.data.get("explanation"):
+                con.print(f"      {fnd.data['explanation']}", markup=False)
     else:
         con.print("No findings.")
 

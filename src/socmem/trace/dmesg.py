@@ -33,7 +33,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, cast
 
 from socmem.errors import InputError
 
@@ -399,7 +399,8 @@ class DmesgReader:
         elif isinstance(source, io.RawIOBase | io.BufferedIOBase) or "b" in str(
             getattr(source, "mode", "")
         ):
-            self._src = io.TextIOWrapper(source, encoding="utf-8", errors="replace")  # type: ignore[arg-type]
+            binary = cast("IO[bytes]", source)  # a binary stream (checked just above)
+            self._src = io.TextIOWrapper(binary, encoding="utf-8", errors="replace")
         else:
             self._src = source  # type: ignore[assignment]
         self.stats = DmesgStats()

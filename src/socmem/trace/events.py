@@ -670,7 +670,7 @@ def decode_body(name: str, body: str) -> Decoded:
     fn = _DECODERS.get(name)
     if fn is not None:
         try:
-            return fn(name, body)  # type: ignore[no-any-return]
+            return fn(name, body)
         except (ValueError, KeyError, IndexError) as exc:
             # a kprobe may carry an upstream event's name (e.g. a probe named "map")
             kp = _kprobe(name, body)

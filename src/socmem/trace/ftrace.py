@@ -37,7 +37,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import IO, NamedTuple
+from typing import IO, NamedTuple, cast
 
 from socmem.errors import InputError
 
@@ -158,7 +158,9 @@ class TraceEvent(NamedTuple):
     def irqs_off(self) -> bool:
         """First flag character is ``d`` (irqs off) or ``D``/``X`` variants."""
         f = self.flags
-        return bool(f) and f[0] in "dDX"
+        if not f:
+            return False
+        return f[0] in "dDX"
 
     @property
     def ts_ns(self) -> int:
@@ -311,7 +313,8 @@ class FtraceReader:
             and isinstance(getattr(source, "mode", ""), str)
             and "b" in getattr(source, "mode", "")
         ):
-            self._src = io.TextIOWrapper(source, encoding="utf-8", errors="replace", newline="")  # type: ignore[arg-type]
+            binary = cast("IO[bytes]", source)  # a binary stream (checked just above)
+            self._src = io.TextIOWrapper(binary, encoding="utf-8", errors="replace", newline="")
         else:
             self._src = source
         self.metadata = TraceMetadata()
@@ -339,7 +342,7 @@ class FtraceReader:
     def __iter__(self) -> Iterator[TraceEvent]:
         for rec in self.records():
             if rec.__class__ is TraceEvent:
-                yield rec  # type: ignore[misc]
+                yield rec
 
     def events(self) -> Iterator[TraceEvent]:
         """Same as iterating the reader."""
@@ -413,17 +416,17 @@ class FtraceReader:
                     if rec is None:
                         continue
                     if rec.__class__ is TraceEvent:
-                        ts = rec.ts  # type: ignore[union-attr]
+                        ts = rec.ts
                         if _ts_lt(ts, last_ts):
                             ooo += 1
                         else:
                             last_ts = ts
                             last_len = len(ts)
-                        if rec.name == MARKER_EVENT:  # type: ignore[union-attr]
+                        if rec.name == MARKER_EVENT:
                             names, app, phase = self._flush(names, phase, lines)
-                            phase = self._marker(rec, phase)  # type: ignore[arg-type]
+                            phase = self._marker(rec, phase)
                         else:
-                            app(rec.name)  # type: ignore[union-attr]
+                            app(rec.name)
                     yield rec
                 names, app, phase = self._flush(names, phase, lines)
         finally:

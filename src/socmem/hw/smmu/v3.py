@@ -450,7 +450,7 @@ class SmmuV3:
         SMMU terminates it (a fault recorded in the event queue, or an abort STE)."""
         self.transactions += 1
         if sid >> self.sid_bits:
-            return self._fault(
+            self._fault(
                 EVT_ID_BAD_STREAMID_CONFIG,
                 sid,
                 iova,
@@ -460,11 +460,13 @@ class SmmuV3:
                 instruction,
                 history,
             )
+            return None
         ste = self._fetch_ste(sid)
         if not ste.valid:
-            return self._fault(
+            self._fault(
                 EVT_ID_BAD_STE_CONFIG, sid, iova, is_write, ssid, privileged, instruction, history
             )
+            return None
         cfg = ste.config
         if cfg == STRTAB_STE_0_CFG_BYPASS:
             self.bypassed += 1
@@ -474,12 +476,13 @@ class SmmuV3:
             self._abort_finding(sid, iova, is_write, history)
             return None
         if cfg != STRTAB_STE_0_CFG_S1_TRANS:
-            return self._fault(
+            self._fault(
                 EVT_ID_BAD_STE_CONFIG, sid, iova, is_write, ssid, privileged, instruction, history
             )
+            return None
         if ssid is not None:
             if not ste.s1cdmax or ssid >> ste.s1cdmax:
-                return self._fault(
+                self._fault(
                     EVT_ID_BAD_SUBSTREAMID_CONFIG,
                     sid,
                     iova,
@@ -489,10 +492,11 @@ class SmmuV3:
                     instruction,
                     history,
                 )
+                return None
             cd = ste.cds.get(ssid)
         else:
             if ste.s1cdmax and ste.s1dss == STRTAB_STE_1_S1DSS_TERMINATE:
-                return self._fault(
+                self._fault(
                     EVT_ID_STREAM_DISABLED_FAULT,
                     sid,
                     iova,
@@ -502,16 +506,18 @@ class SmmuV3:
                     instruction,
                     history,
                 )
+                return None
             if ste.s1cdmax and ste.s1dss == STRTAB_STE_1_S1DSS_BYPASS:
                 self.bypassed += 1
                 return iova
             cd = ste.cds.get(0)
         if cd is None or not cd.valid or cd.ttb0 is None:
-            return self._fault(
+            self._fault(
                 EVT_ID_BAD_CD_CONFIG, sid, iova, is_write, ssid, privileged, instruction, history
             )
+            return None
         if cd.epd0:
-            return self._fault(
+            self._fault(
                 EVT_ID_TRANSLATION_FAULT,
                 sid,
                 iova,
@@ -521,13 +527,14 @@ class SmmuV3:
                 instruction,
                 history,
             )
+            return None
         hit = self.iotlb.lookup(cd.asid, iova)
         if hit is not None:
             oa = hit.oa | (iova & (hit.size - 1))
             if self.detect_stale:
                 self._check_stale(sid, cd, iova, oa, hit.perms, history)
             if not _perm_ok(hit.perms, is_write, privileged, instruction):
-                return self._fault(
+                self._fault(
                     EVT_ID_PERMISSION_FAULT,
                     sid,
                     iova,
@@ -537,21 +544,25 @@ class SmmuV3:
                     instruction,
                     history,
                 )
+                return None
             return oa
         self.walks += 1
         status, base, size, perms = lpae_walk(cd.ttb0, iova)
         if status:
-            return self._fault(status, sid, iova, is_write, ssid, privileged, instruction, history)
+            self._fault(status, sid, iova, is_write, ssid, privileged, instruction, history)
+            return None
         oa = base | (iova & (size - 1))
         if oa >> self.oas:
-            return self._fault(
+            self._fault(
                 EVT_ID_ADDR_SIZE_FAULT, sid, iova, is_write, ssid, privileged, instruction, history
             )
+            return None
         self.iotlb.fill(cd.asid, iova, size, base, perms)
         if not _perm_ok(perms, is_write, privileged, instruction):
-            return self._fault(
+            self._fault(
                 EVT_ID_PERMISSION_FAULT, sid, iova, is_write, ssid, privileged, instruction, history
             )
+            return None
         return oa
 
     def _check_stale(

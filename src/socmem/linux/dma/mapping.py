@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from socmem.errors import KernelError
 from socmem.linux.device import Device
@@ -36,6 +37,9 @@ from socmem.linux.dma.types import (
 from socmem.linux.iommu import dma_iommu
 from socmem.linux.iommu.iommu import iommu_iova_to_phys
 
+if TYPE_CHECKING:
+    from socmem.linux.dma.debug import DmaDebug
+
 PAGE_SIZE = 4096
 
 
@@ -45,7 +49,7 @@ def _check_dir(dev: Device, direction: int, what: str) -> DmaDataDirection:
     return DmaDataDirection(direction)
 
 
-def _debug(dev: Device):  # type: ignore[no-untyped-def]
+def _debug(dev: Device) -> DmaDebug | None:
     return dev.dma_debug
 
 

@@ -388,9 +388,7 @@ def iommu_unmap(domain: IommuDomain, iova: int, size: int) -> int:
     return ret
 
 
-def _scattered_granules(
-    sg: Sequence[ScatterlistEntry], nents: int, gran: int
-) -> list[int] | None:
+def _scattered_granules(sg: Sequence[ScatterlistEntry], nents: int, gran: int) -> list[int] | None:
     """The physical addresses of an sg list of whole, aligned, pairwise discontiguous
     granules (scattered pages), for which ``__iommu_map_sg`` does one
     ``map_pages(granule, 1)`` per entry; None for any other list."""
@@ -398,7 +396,10 @@ def _scattered_granules(
     entries = sg[:nents]
     if any(e.length != gran for e in entries):
         return None
-    phys = [(e.page << e.page_shift) + e.offset for e in entries]
+    phys: list[int] = []
+    for e in entries:
+        assert e.page is not None  # entries being mapped always have a page (sg_set_page)
+        phys.append((e.page << e.page_shift) + e.offset)
     if any(p & gmask for p in phys) or any(b - a == gran for a, b in itertools.pairwise(phys)):
         return None
     return phys
@@ -447,6 +448,7 @@ def iommu_map_sg(
 
     for i in range(nents):
         s = sg[i]
+        assert s.page is not None  # entries being mapped always have a page (sg_set_page)
         s_phys = (s.page << s.page_shift) + s.offset  # sg_phys()
         if length and s_phys != start + length:
             if length == gran and batch is not None and not (start | iova + mapped) & gmask:
