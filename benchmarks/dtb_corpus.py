@@ -4,7 +4,7 @@ Usage: python benchmarks/dtb_corpus.py DIR
 
 Get the corpus on a Debian machine with:
     dpkg --add-architecture arm64 && apt-get update
-    apt-get download linux-image-6.1.0-50-arm64-unsigned:arm64
+    apt-get download linux-image-6.1.0-56-arm64:arm64
     dpkg-deb -x linux-image-*.deb corpus
 Prints how many imported, the failures (there should be none), and the time per blob.
 """
