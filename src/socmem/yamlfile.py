@@ -22,6 +22,8 @@ from pydantic import BaseModel, ValidationError
 from socmem.errors import InputError, InputErrors
 
 Loc = tuple[str | int, ...]
+#: libyaml's parser when PyYAML has it (several times faster), the same safe constructors
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -54,7 +56,7 @@ def _norm(key: Any) -> Any:
 
 def parse_yaml(text: str, source: str) -> YamlDoc:
     """Parse YAML text, keeping lines; raise :class:`InputError` on syntax errors."""
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -73,7 +75,7 @@ def parse_yaml(text: str, source: str) -> YamlDoc:
         loader.dispose()
 
 
-def _build(node: yaml.Node, loc: Loc, doc: YamlDoc, loader: yaml.SafeLoader) -> Any:
+def _build(node: yaml.Node, loc: Loc, doc: YamlDoc, loader: Any) -> Any:
     doc.lines.setdefault(loc, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)
