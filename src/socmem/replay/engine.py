@@ -527,6 +527,7 @@ class ReplayEngine:
         return d
 
     def on_setup(self, c: Call) -> None:
+        """``iommu_setup_dma_ops``: bind the device to its model domain (DMA limit, ASID)."""
         d = self._dom(c)
         if d is None:
             self.skip("domain_asid")
@@ -538,6 +539,7 @@ class ReplayEngine:
         self.agree("domain_asid", kasid == d.domain.asid, c, str(kasid), str(d.domain.asid))
 
     def on_init_iova(self, c: Call) -> None:
+        """``init_iova_domain``: the domain's IovaDomain at the captured granule and start pfn."""
         d = self._dom(c)
         if d is None:
             return
@@ -568,6 +570,7 @@ class ReplayEngine:
         self.remember(c)
 
     def on_reserve(self, c: Call) -> None:
+        """``reserve_iova``: reserve the same pfn range in the model's IovaDomain and compare."""
         d = self._dom(c)
         if d is None or d.iovad is None:
             self.skip("reserve_iova")
@@ -603,6 +606,8 @@ class ReplayEngine:
         return total
 
     def on_alloc_request(self, c: Call) -> None:
+        """``iommu_dma_alloc_iova``: allocate through the model's own policy (32-bit first for
+        PCI) and compare every ``alloc_iova_fast`` / ``alloc_iova`` it made with the kernel's."""
         d = self._dom(c)
         kids = [
             self.cap.calls[s] for s in c.children if self.cap.calls[s].kind == "alloc_iova_fast"
@@ -795,6 +800,8 @@ class ReplayEngine:
         return self.allocs.get((c.dom, kiova // d.kernel_granule))
 
     def on_free(self, c: Call) -> None:
+        """``free_iova_fast`` / ``free_iova``: free the model's IOVA for the kernel's and compare
+        whether it went to the rcache or back to the tree."""
         d = self._dom(c)
         if d is None or d.iovad is None:
             self.skip("free_iova_fast")
@@ -831,6 +838,8 @@ class ReplayEngine:
         self._sample(c.dom, d)
 
     def on_map(self, c: Call) -> None:
+        """``__iommu_map``: map the kernel's paddr at the model's IOVA; compare the mapping
+        and the page-table pages it allocated."""
         d = self._dom(c)
         if d is None:
             self.skip("iommu_map")
@@ -902,6 +911,8 @@ class ReplayEngine:
         self.remember(c, model)
 
     def on_unmap(self, c: Call) -> None:
+        """``__iommu_unmap`` (+ its iotlb sync): unmap on the model; compare the unmapped size,
+        the page-table pages freed, the gathered range and the SMMU commands issued."""
         d = self._dom(c)
         if d is None:
             self.skip("iommu_unmap")
@@ -988,6 +999,8 @@ class ReplayEngine:
             self._track_tlbi()
 
     def on_cma(self, c: Call) -> None:
+        """``cma_alloc``: allocate the same count and alignment from the model's CMA area and
+        compare the pfn."""
         mem = self.kernel.mem
         cma = mem.cma_areas.get(str(c.args.get("name"))) or mem.default_cma
         if cma is None:
@@ -1015,6 +1028,7 @@ class ReplayEngine:
         self.remember(c, f"pfn={pfn:#x}" if pfn else "failed")
 
     def on_cma_release(self, c: Call) -> None:
+        """``cma_release``: give the model's range back."""
         mem = self.kernel.mem
         cma = mem.cma_areas.get(str(c.args.get("name"))) or mem.default_cma
         mp = self.cma_pfns.pop(int(c.args["pfn"]), None)
