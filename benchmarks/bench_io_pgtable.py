@@ -82,11 +82,7 @@ def bench(name: str, fn, ops: IoPgtableArm, ops_per_frame: int) -> float:
             fn(ops)
         best = min(best, (time.perf_counter() - t0) / n)
     us = best * 1e6
-    verdict = "meets" if best < 1.8e-3 else "misses"
-    print(
-        f"{name:<28} {us:9.0f} us/frame  {ops_per_frame / best / 1e6:6.2f} M ops/s"
-        f"  ({verdict} the 1.8 ms target)"
-    )
+    print(f"{name:<28} {us:9.0f} us/frame  {ops_per_frame / best / 1e6:6.2f} M ops/s")
     return best
 
 
@@ -104,7 +100,14 @@ def memory(frames: int) -> int:
     return peak
 
 
+NOTE = (
+    "io-pgtable alone, one call per page vs batched; the issue's 1.8 ms target is for the\n"
+    "whole dma-iommu path (iommu_dma_map_sg + unmap through the SMMU): bench_smmu_map.py"
+)
+
+
 def main() -> None:
+    print(NOTE)
     print(f"NV12 3840x2160: {FRAME_BYTES} bytes = {PAGES} x 4 KiB pages")
     ops = new_ops()
     frame_page_by_page(ops)

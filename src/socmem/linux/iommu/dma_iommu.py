@@ -438,12 +438,9 @@ def iommu_dma_map_sg(
     prev: ScatterlistEntry | None = None
     uniform = _uniform_pages(sg, nents, gran, mask)
     if uniform:
-        # every entry a whole granule at offset 0: no offsets to strip, no padding (a
-        # boundary pad is a multiple of the granule, never < s_length - 1)
-        for i in range(nents):
-            e = sg[i]
-            e.dma_address = 0
-            e.dma_length = gran
+        # every entry a whole granule at offset 0 (its dma fields already set as the loop
+        # below would): no offsets to strip, no padding (a boundary pad is a multiple of
+        # the granule, never < s_length - 1)
         iova_len = nents * gran
     for i in range(0 if not uniform else nents, nents):
         s = sg[i]
@@ -480,13 +477,19 @@ def iommu_dma_map_sg(
 
 def _uniform_pages(sg: Sequence[ScatterlistEntry], nents: int, gran: int, mask: int) -> bool:
     """True when every entry is one whole granule at offset 0 (a list of scattered pages)
-    and the segment boundary is granule-aligned: the case the fast paths below cover."""
+    and the segment boundary is granule-aligned: the case the fast paths below cover.
+
+    On the way it stores each entry's ``dma_address = 0`` (its in-granule offset) and
+    ``dma_length = granule`` as ``iommu_dma_map_sg`` does; when it answers False the
+    general loop overwrites those fields anyway."""
     if not nents or (mask + 1) % gran:
         return False
     for i in range(nents):
         e = sg[i]
         if e.offset or e.length != gran:
             return False
+        e.dma_address = 0
+        e.dma_length = gran
     return True
 
 

@@ -731,7 +731,7 @@ class IoPgtableArm:
         PTEs, same table allocations); only the calling overhead is saved.
         """
         mapped = 0
-        pbits = self._prot_cache.get(prot)
+        pbits = self.prot_to_pte(prot) if prot & (IOMMU_READ | IOMMU_WRITE) else None
         fast = (
             pbits is not None and pgsize == self.granule and bool(prot & (IOMMU_READ | IOMMU_WRITE))
         )
@@ -739,9 +739,9 @@ class IoPgtableArm:
         pg_shift, ppt_mask = self.pg_shift, self._ppt_mask
         page_bits = (pbits or 0) | ARM_LPAE_PTE_TYPE_PAGE
         sw_sync = self._sw_sync
+        wc_key, tbl = self._wc_key, self._wc_tbl  # the cached leaf table (see map_pages)
         for pa in paddrs:
-            if fast and iova >> shift == self._wc_key and not (iova | pa) & gmask and not pa >> oas:
-                tbl = self._wc_tbl
+            if fast and iova >> shift == wc_key and not (iova | pa) & gmask and not pa >> oas:
                 idx = (iova >> pg_shift) & ppt_mask
                 if idx not in tbl:
                     tbl[idx] = page_bits | pa
@@ -753,6 +753,7 @@ class IoPgtableArm:
             ret, m = self.map_pages(iova, pa, pgsize, 1, prot, gfp)
             if ret:
                 return ret, mapped
+            wc_key, tbl = self._wc_key, self._wc_tbl  # the slow path may move the cache
             mapped += m
             iova += pgsize
         return 0, mapped

@@ -31,7 +31,9 @@ Set ``domain.batch_gather = False`` for the literal per-page path.
 from __future__ import annotations
 
 import errno
+import functools
 import itertools
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -392,15 +394,15 @@ def _scattered_granules(sg: Sequence[ScatterlistEntry], nents: int, gran: int) -
     """The physical addresses of an sg list of whole, aligned, pairwise discontiguous
     granules (scattered pages), for which ``__iommu_map_sg`` does one
     ``map_pages(granule, 1)`` per entry; None for any other list."""
-    gmask = gran - 1
     entries = sg[:nents]
-    if any(e.length != gran for e in entries):
+    if {e.length for e in entries} != {gran} or None in {e.page for e in entries}:
         return None
-    phys: list[int] = []
-    for e in entries:
-        assert e.page is not None  # entries being mapped always have a page (sg_set_page)
-        phys.append((e.page << e.page_shift) + e.offset)
-    if any(p & gmask for p in phys) or any(b - a == gran for a, b in itertools.pairwise(phys)):
+    phys = [(e.page << e.page_shift) + e.offset for e in entries]  # type: ignore[operator]
+    # aligned (the OR of all addresses has no low bits) and no neighbour contiguous (no
+    # difference of successive addresses equals a granule); C-level passes, no Python loop
+    if functools.reduce(operator.or_, phys) & (gran - 1):
+        return None
+    if gran in set(map(operator.sub, itertools.islice(phys, 1, None), phys)):
         return None
     return phys
 
