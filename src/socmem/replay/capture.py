@@ -263,8 +263,17 @@ def _read_text(p: Path) -> str:
         raise InputError(f"cannot read: {exc.strerror}", where=str(p)) from None
 
 
+#: what the ring buffer held before the capture cleared it (boot-time events, e.g. the CMA
+#: allocations made before the SMMU probed): replayed first, when the capture has it
+BOOT_TRACE = "boot-trace.txt"
+
+
 def _from_dir(d: Path, trace: Path) -> CaptureFiles:
-    files = CaptureFiles(str(trace), _read_text(trace))
+    text = _read_text(trace)
+    boot = d / BOOT_TRACE
+    if trace.name == "trace.txt" and boot.is_file():
+        text = _read_text(boot) + text
+    files = CaptureFiles(str(trace), text)
     for name in _SIDE:
         f = d / name
         if f.is_file():
@@ -291,7 +300,10 @@ def _from_tar(p: Path) -> CaptureFiles:
         raise InputError(f"not a readable tarball: {exc}", where=str(p)) from None
     if "trace.txt" not in texts:
         raise InputError("the tarball holds no trace.txt", where=str(p), expected="a capture")
-    files = CaptureFiles(f"{p}:trace.txt", texts["trace.txt"].decode("utf-8", "replace"))
+    text = texts["trace.txt"].decode("utf-8", "replace")
+    if BOOT_TRACE in texts:
+        text = texts[BOOT_TRACE].decode("utf-8", "replace") + text
+    files = CaptureFiles(f"{p}:trace.txt", text)
     for name in _SIDE:
         if name in texts:
             files.side[name] = texts[name].decode("utf-8", "replace")
@@ -502,6 +514,8 @@ class _Builder:
         cap = self.cap
         if name.endswith("_ret") and d.is_return:
             func = name[:-4]
+            if func not in _RET_FUNCS:
+                return  # the return of a call the replay does not re-execute (dma_*_attrs ...)
             c = self.pop_ret(func, ev, ctx)
             if c is None:
                 return

@@ -184,6 +184,7 @@ rm -rf "$OUT"; mkdir -p "$OUT" || exit 1
 echo 0 > "$T/tracing_on"
 echo nop > "$T/current_tracer" 2>/dev/null
 echo "$BUFFER_KB" > "$T/buffer_size_kb" 2>/dev/null
+cat "$T/trace" > "$OUT/boot-trace.txt" 2>/dev/null  # boot-time events, for socmem replay
 : > "$T/trace"
 
 for sys in @SYSTEMS@; do
