@@ -310,7 +310,8 @@ def print_report(rep: TraceReport, con: Console) -> None:
     t = Table(title="Phases", title_justify="left")
     for c in ("phase", "start s", "duration s", "events", "top events"):
         t.add_column(c, justify="right" if c in ("start s", "duration s", "events") else "left")
-    for ph in rep.phases:
+    shown = [ph for ph in rep.phases if ph["events"]] or rep.phases[:1]
+    for ph in shown:  # marker-only phases (e.g. "socmem: command start") hold nothing
         top = ", ".join(f"{k}={v}" for k, v in list(ph["counts"].items())[:4])
         dur = (ph["end_s"] or 0) - (ph["start_s"] or 0)
         t.add_row(ph["name"], f"{ph['start_s'] or 0:.3f}", f"{dur:.3f}", str(ph["events"]), top)
