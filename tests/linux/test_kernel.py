@@ -177,3 +177,17 @@ def test_unbind_with_mappings_held_is_reported() -> None:
     k.dma_debug.dma_debug_device_change(dev)
     (f,) = k.findings.of_kind("dma-debug.unbind-pending-dma")
     assert "has pending DMA allocations while released from device [count=1]" in f.message
+
+
+def test_swiotlb_pool_never_lands_in_a_cma_area() -> None:
+    # memblock places the default swiotlb pool below 4 GiB, outside /reserved-memory: the
+    # CMA area's pages are free to the buddy allocator (MIGRATE_CMA) but not to memblock
+    for name in ("reference-mobile", "midrange-lpddr4x", "nommu-imx8m"):
+        k = Kernel.boot(load_soc(name))
+        assert k.swiotlb is not None
+        lo, hi = k.swiotlb.start, k.swiotlb.start + (k.swiotlb.nslabs << 11)
+        for cma in k.mem.cma_areas.values():
+            c_lo, c_hi = cma.base_pfn << 12, (cma.base_pfn + cma.count) << 12
+            assert hi <= c_lo or lo >= c_hi, name
+        cma = k.mem.default_cma
+        assert cma is not None and cma.cma_alloc(cma.count, 0) is not None  # all of it usable

@@ -247,8 +247,17 @@ def test_imx8mq_evk_display_and_video_need_contiguous_memory() -> None:
             },
         ],
     )
+    # the EVK's DT has no CMA pool, but the kernel reserves its configured global CMA
+    # area (CONFIG_CMA_SIZE_MBYTES, 64 MiB on Debian): display and VPU share it
+    assert soc.kernel.cma_size == 64 << 20
+    plan = plan_scenario(s, soc)
+    assert plan.feasible and plan.pools["video"].heap == "cma"
+    _proven(plan, s, soc)
+    # a kernel without a default CMA area (cma=0): contiguity cannot be met
+    soc = soc.model_copy(deep=True)
+    soc.kernel.cma_size = None
     p = plan_scenario(s, soc).pools["video"]
-    assert not p.feasible  # the EVK's DT has no CMA pool: contiguity cannot be met
+    assert not p.feasible
     assert p.conflicts[0].kind == "contiguity" and "no IOMMU" in p.conflicts[0].message
     top = p.fixes[0]
     assert top.kind == "soc-change" and "CMA pool" in top.description
@@ -279,12 +288,17 @@ def test_rk3399_per_master_iommus_use_the_system_heap() -> None:
     assert p.feasible and p.heap in ("system", "cma")
     assert {m.master for m in p.iommu} == {vdec, vop}
     _proven(plan, s, soc)
-    # the Mali has no IOMMU in this DT: sharing with it needs contiguous memory (no CMA)
+    # the Mali has no IOMMU in this DT: sharing with it needs contiguous memory, which
+    # the kernel's configured CMA area gives; a kernel without one (cma=0) cannot
     s.stages.append(
         s.stages[1].model_copy(update={"name": "gpu", "type": "process", "master": gpu})
     )
     p2 = plan_scenario(s, soc).pools["video"]
-    assert not p2.feasible and any(c.master == gpu for c in p2.conflicts)
+    assert p2.feasible and p2.heap == "cma"
+    no_cma = soc.model_copy(deep=True)
+    no_cma.kernel.cma_size = None
+    p3 = plan_scenario(s, no_cma).pools["video"]
+    assert not p3.feasible and any(c.master == gpu for c in p3.conflicts)
 
 
 def test_sm8250_coherent_and_non_coherent_masters() -> None:

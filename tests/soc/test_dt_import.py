@@ -128,3 +128,17 @@ def test_cma_from_dt(tmp_path: Path) -> None:
     kinds = {r.kind for r in soc.reserved_memory}
     assert ReservedKind.CARVEOUT in kinds
     assert sum(1 for m in soc.masters if m.dma_coherent) >= 17
+
+
+def test_kernel_default_cma_when_the_dt_has_none() -> None:
+    soc = import_dtb(DTB / "imx8mq-evk.dtb").soc
+    assert soc.kernel.cma_size == 64 << 20  # Debian arm64 6.1 CONFIG_CMA_SIZE_MBYTES
+    cma = soc.default_cma()
+    assert cma is not None and cma.name == "reserved" and cma.cma_default and cma.is_cma
+    assert cma not in soc.reserved_memory and cma in soc.effective_reserved_memory()
+    assert any("CONFIG_CMA_SIZE_MBYTES=64" in a for a in soc.assumptions)
+    # a DT that names its default pool keeps it, and the kernel adds nothing
+    guest = import_dtb(GUEST).soc
+    assert guest.kernel.cma_size == 64 << 20
+    ref = load_soc("reference-mobile")
+    assert ref.kernel.cma_size is None and ref.default_cma().name == "linux,cma"  # type: ignore[union-attr]

@@ -87,8 +87,9 @@ def layout_reserved_memory(soc: Soc) -> ReservedLayout:
     def inside_dram(base: int, size: int) -> bool:
         return any(d.base <= base and base + size <= d.base + d.size for d in dram)
 
+    regions = soc.effective_reserved_memory()
     taken: list[tuple[int, int]] = []
-    for region in soc.reserved_memory:  # static ones first, as fdt_scan_reserved_mem
+    for region in regions:  # static ones first, as fdt_scan_reserved_mem
         for r in region.reg:
             if not inside_dram(r.base, r.size):
                 out.log.append(
@@ -107,7 +108,7 @@ def layout_reserved_memory(soc: Soc) -> ReservedLayout:
                     cma_default=region.cma_default,
                 )
             )
-    for region in soc.reserved_memory:
+    for region in regions:
         if region.reg:
             continue
         base = _place(dram, taken, region)
@@ -126,7 +127,7 @@ def layout_reserved_memory(soc: Soc) -> ReservedLayout:
                 cma_default=region.cma_default,
             )
         )
-    for region in soc.reserved_memory:
+    for region in regions:
         if region.kind is ReservedKind.RESTRICTED_DMA_POOL and region.name in out.placed:
             out.restricted.append(region.name)
     return out

@@ -28,6 +28,7 @@ from socmem.soc.schema import (
     Iommu,
     IommuMap,
     IommuModel,
+    KernelConfig,
     Master,
     MasterKind,
     Range,
@@ -35,10 +36,12 @@ from socmem.soc.schema import (
     Soc,
     StreamId,
 )
-from socmem.units import GiB, format_address, format_size
+from socmem.units import GiB, MiB, format_address, format_size
 
 ASSUMED_DRAM_BASE = 0x8000_0000
 ASSUMED_DRAM_SIZE = 4 * GiB
+#: CONFIG_CMA_SIZE_MBYTES of Debian's arm64 6.1 kernels (the fixtures' kernel config)
+DEBIAN_CMA_SIZE = 64 * MiB
 
 
 @dataclass
@@ -303,6 +306,14 @@ def board_to_soc(board: dt.BoardDT, name: str | None = None) -> ImportResult:
     if not board.cpu_count:
         assumptions.append("cpu.cores: no /cpus node; assumed 1")
     assumptions.append("cpu: cache line 64 bytes and memcpy 8 GB/s per core (perf-anchors.md 5)")
+    kernel = KernelConfig()
+    if not any(r.cma_default for r in reserved):
+        kernel.cma_size = DEBIAN_CMA_SIZE
+        assumptions.append(
+            "kernel.cma_size: the DT has no linux,cma-default pool, so the kernel reserves "
+            "its global CMA area from its configuration; assumed Debian arm64 6.1's "
+            "CONFIG_CMA_SIZE_MBYTES=64 (set cma= or edit kernel.cma_size for your kernel)"
+        )
     soc = Soc(
         name=name or _slug(model),
         description=f"Imported from the device tree of {model}"
@@ -312,6 +323,7 @@ def board_to_soc(board: dt.BoardDT, name: str | None = None) -> ImportResult:
         iommus=iommus,
         masters=masters,
         cpu=cpu,
+        kernel=kernel,
         assumptions=assumptions,
         sources={"wiring": f"device tree blob {board.source}"},
     )

@@ -420,6 +420,17 @@ class Master(_Model):
         return out
 
 
+class KernelConfig(_Model):
+    """Kernel settings that change what the memory map holds at boot."""
+
+    cma_size: Size | None = Field(
+        default=None,
+        description="the global CMA area the kernel reserves when no linux,cma-default "
+        "region exists (CONFIG_CMA_SIZE_MBYTES or cma=; Debian arm64 6.1: 64MiB); "
+        "placed top-down below 4 GiB (dma_contiguous_reserve(arm64_dma_phys_limit))",
+    )
+
+
 class Cpu(_Model):
     """The application processor cluster, as a master and as a cache owner."""
 
@@ -441,6 +452,7 @@ class Soc(_Model):
     iommus: list[Iommu] = Field(default_factory=list)
     masters: list[Master] = Field(default_factory=list)
     cpu: Cpu = Field(default_factory=Cpu)
+    kernel: KernelConfig = Field(default_factory=KernelConfig)
     assumptions: list[str] = Field(
         default_factory=list, description="values not read from the source, to review"
     )
@@ -460,9 +472,33 @@ class Soc(_Model):
         """The reserved region called ``name``, or None."""
         return next((r for r in self.reserved_memory if r.name == name), None)
 
+    def kernel_cma(self) -> ReservedRegion | None:
+        """The global CMA area ``dma_contiguous_reserve()`` creates from the kernel
+        configuration (``kernel.cma_size``) when no region is ``linux,cma-default``;
+        named ``reserved`` as the kernel names it, below 4 GiB as arm64 places it."""
+        size = self.kernel.cma_size
+        if not size or any(r.cma_default for r in self.reserved_memory):
+            return None
+        return ReservedRegion(
+            name="reserved",
+            compatible=["shared-dma-pool"],
+            size=size,
+            alloc_ranges=[Range(base=0, size=1 << 32)],
+            reusable=True,
+            cma_default=True,
+            source="kernel: CONFIG_CMA_SIZE_MBYTES / cma=",
+        )
+
+    def effective_reserved_memory(self) -> list[ReservedRegion]:
+        """Reserved memory as the booted kernel has it: the DT's regions and, if any, the
+        CMA area the kernel configuration adds (:meth:`kernel_cma`)."""
+        extra = self.kernel_cma()
+        return [*self.reserved_memory, extra] if extra is not None else list(self.reserved_memory)
+
     def default_cma(self) -> ReservedRegion | None:
-        """The ``linux,cma-default`` pool, or the only CMA pool if there is just one."""
-        cmas = [r for r in self.reserved_memory if r.is_cma]
+        """The default CMA area: the ``linux,cma-default`` pool, else the kernel's own
+        (:meth:`kernel_cma`), else the only CMA pool if there is just one."""
+        cmas = [r for r in self.effective_reserved_memory() if r.is_cma]
         default = [r for r in cmas if r.cma_default]
         return default[0] if default else (cmas[0] if len(cmas) == 1 else None)
 

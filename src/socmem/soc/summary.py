@@ -74,7 +74,7 @@ def memory_map(soc: Soc) -> list[dict[str, Any]]:
                 "users": [],
             }
         )
-    for reg in soc.reserved_memory:
+    for reg in soc.effective_reserved_memory():
         flags = [
             f
             for f, on in (

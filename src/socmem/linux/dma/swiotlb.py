@@ -654,15 +654,37 @@ def _low_limit(mem: PhysMem) -> int:
     return 1 << 32
 
 
+def _outside(runs: list[tuple[int, int]], holes: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``runs`` (sorted ``[start, end)`` pfn ranges) with every ``holes`` range cut out."""
+    out: list[tuple[int, int]] = []
+    for s, e in runs:
+        for hs, he in holes:
+            if he <= s or hs >= e:
+                continue
+            if hs > s:
+                out.append((s, hs))
+            s = max(s, he)
+            if s >= e:
+                break
+        if s < e:
+            out.append((s, e))
+    return out
+
+
 def _memblock_alloc_top_down(mem: PhysMem, nbytes: int, limit: int, owner: str) -> int | None:
     """``memblock_alloc_low(bytes, PAGE_SIZE)``: the highest free page-aligned range below
     ``limit`` (memblock allocates top-down), taken from the buddy allocator."""
     npages = -(-nbytes // PAGE_SIZE)
     limit_pfn = limit >> PAGE_SHIFT
+    # memblock never hands out what /reserved-memory reserved: CMA areas are free in the
+    # buddy allocator (as MIGRATE_CMA pageblocks) but not free for memblock
+    cma = sorted((a.base_pfn, a.base_pfn + a.count) for a in mem.cma_areas.values())
     for zone in reversed(mem.buddy.zones):
         if zone.zone_start_pfn >= limit_pfn:
             continue
-        runs = list(zone.free_runs(zone.zone_start_pfn, min(zone.zone_end_pfn, limit_pfn)))
+        runs = _outside(
+            list(zone.free_runs(zone.zone_start_pfn, min(zone.zone_end_pfn, limit_pfn))), cma
+        )
         for s, e in reversed(runs):
             if e - s >= npages:
                 start = e - npages
