@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from socmem.errors import InputError, InputErrors
+from socmem.infile import read_text
 
 Loc = tuple[str | int, ...]
 #: libyaml's parser when PyYAML has it (several times faster), the same safe constructors
@@ -104,20 +105,7 @@ def _build(node: yaml.Node, loc: Loc, doc: YamlDoc, loader: Any) -> Any:
 
 def load_yaml(path: str | os.PathLike[str]) -> YamlDoc:
     """Read and parse a YAML file; a missing or unreadable file is an :class:`InputError`."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("no such file", where=str(p)) from None
-    except IsADirectoryError:
-        raise InputError("is a directory", where=str(p), expected="a YAML file") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(
-            f"not UTF-8 text (byte {exc.start})", where=str(p), expected="a YAML file"
-        ) from None
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", where=str(p)) from None
-    return parse_yaml(text, str(p))
+    return parse_yaml(read_text(path, "a YAML file"), str(Path(path)))
 
 
 def dotted(loc: Sequence[str | int]) -> str:

@@ -294,28 +294,22 @@ class DeviceModel:
 
     def copy_in(self, frame: Frame, access: Access | None) -> Generator[Event, Any, int]:
         """Before a device reads ``frame``: the copy its access path needs (0 bytes if none)."""
-        if access is None or access.zero_copy:
-            return 0
-        n = frame.nbytes
-        if access.bounce and access.sgt is not None and access.dev is not None:
-            n = self._kernel_bounce(access, for_device=True) or n
-        yield from self._cpu_copy(n)
-        self.ctx.recorder.copy(
-            frame.buffer.pool.spec.name,
-            self.name,
-            access.reason,
-            n,
-            _ns(n, self.ctx.soc.cpu.copy_bandwidth),
-        )
-        return n
+        return (yield from self._copy(frame, access, for_device=True))
 
     def copy_out(self, frame: Frame, access: Access | None) -> Generator[Event, Any, int]:
         """After a device wrote ``frame`` elsewhere: the copy into the pool buffer."""
+        return (yield from self._copy(frame, access, for_device=False))
+
+    def _copy(
+        self, frame: Frame, access: Access | None, for_device: bool
+    ) -> Generator[Event, Any, int]:
+        """The copy a non-zero-copy access path costs: swiotlb's bounce when the kernel
+        does it, else a CPU memcpy; recorded with its reason."""
         if access is None or access.zero_copy:
             return 0
         n = frame.nbytes
         if access.bounce and access.sgt is not None and access.dev is not None:
-            n = self._kernel_bounce(access, for_device=False) or n
+            n = self._kernel_bounce(access, for_device=for_device) or n
         yield from self._cpu_copy(n)
         self.ctx.recorder.copy(
             frame.buffer.pool.spec.name,

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from socmem.errors import InputError
+from socmem.infile import read_text
 from socmem.trace.events import CmaAllocStart, CmaRange, IommuMap, IommuUnmap, KprobeEvent
 from socmem.trace.ftrace import FtraceReader
 
@@ -257,10 +258,7 @@ def _is_tar(p: Path) -> bool:
 
 
 def _read_text(p: Path) -> str:
-    try:
-        return p.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", where=str(p)) from None
+    return read_text(p, "a capture file", strict=False)
 
 
 #: what the ring buffer held before the capture cleared it (boot-time events, e.g. the CMA

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from socmem.errors import InputError
+from socmem.infile import read_bytes
 from socmem.soc import devicetree as dt
 from socmem.soc.checks import check_soc
 from socmem.soc.defaults import MASTER_DEFAULTS, iommu_defaults
@@ -343,13 +344,5 @@ def board_to_soc(board: dt.BoardDT, name: str | None = None) -> ImportResult:
 def import_dtb(path: str | Path, name: str | None = None) -> ImportResult:
     """Read a DTB file (or ``/sys/firmware/fdt``) and import it."""
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise InputError("no such file", where=str(p), expected="a device tree blob") from None
-    except IsADirectoryError:
-        raise InputError("is a directory", where=str(p), expected="a .dtb file") from None
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", where=str(p)) from None
-    board = dt.read_board(parse_fdt(data, str(p)))
+    board = dt.read_board(parse_fdt(read_bytes(p, "a device tree blob"), str(p)))
     return board_to_soc(board, name)

@@ -24,6 +24,7 @@ from importlib import resources
 from pathlib import Path
 
 from socmem.errors import InputError
+from socmem.infile import read_text
 
 EVENT_SYSTEMS = ("iommu", "dma", "dma_fence", "cma", "swiotlb")
 GROUP = "socmem"
@@ -132,12 +133,7 @@ DEFAULT_PROBES: tuple[Probe, ...] = (
 def read_probe_file(path: str | Path) -> list[str]:
     """Extra kprobe definitions, one ``kprobe_events`` line each (``#`` comments allowed)."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("no such file", where=str(p), expected="kprobe_events lines") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read: {exc}", where=str(p)) from None
+    text = read_text(p, "kprobe_events lines")
     lines = []
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from socmem.errors import EXIT_FINDINGS, InputError
+from socmem.infile import read_bytes, read_text
 from socmem.trace.analyze import TraceReport, analyze
 from socmem.trace.bufinfo import BufInfo, FdInfo, parse_bufinfo, parse_fdinfo
 from socmem.trace.ftrace import TraceEvent, parse_line
@@ -80,26 +81,11 @@ class Inputs:
 
 
 def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        raise InputError("no such file", where=str(path)) from None
-    except IsADirectoryError:
-        raise InputError("is a directory", where=str(path), expected="a file") from None
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", where=str(path)) from None
+    return read_text(path, "a capture file", strict=False)
 
 
 def _head(path: Path) -> str:
-    try:
-        with open(path, "rb") as f:
-            return f.read(_SNIFF).decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        raise InputError("no such file", where=str(path)) from None
-    except IsADirectoryError:
-        raise InputError("is a directory", where=str(path), expected="a file") from None
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", where=str(path)) from None
+    return read_bytes(path, "a capture file", _SNIFF).decode("utf-8", errors="replace")
 
 
 def _is_tarball(path: Path) -> bool:
