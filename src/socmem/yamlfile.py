@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from socmem.errors import InputError, InputErrors
 from socmem.infile import read_text
@@ -51,8 +51,27 @@ class YamlDoc:
         return f"{self.source}:{line}" if line else self.source
 
 
-def _norm(key: Any) -> Any:
+def field_name(key: Any) -> Any:
+    """A YAML key as the field it fills: DT spelling ``no-map`` is the field ``no_map``."""
     return key.replace("-", "_") if isinstance(key, str) else key
+
+
+class InputModel(BaseModel):
+    """Base of every model read from a user's YAML (SoC, constraints, scenario).
+
+    Unknown fields are errors, and keys may be written with the device tree's dashes;
+    :func:`field_name` is the one spelling rule, shared with the line map :func:`parse_yaml`
+    builds, so that errors point at the line the user wrote.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dt_spelling(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {field_name(k): v for k, v in data.items()}
+        return data
 
 
 def parse_yaml(text: str, source: str) -> YamlDoc:
@@ -94,7 +113,7 @@ def _build(node: yaml.Node, loc: Loc, doc: YamlDoc, loader: Any) -> Any:
                     where=f"{doc.source}:{key_node.start_mark.line + 1}",
                     expected="each key once per mapping",
                 )
-            child = (*loc, _norm(key))
+            child = (*loc, field_name(key))
             doc.lines[child] = key_node.start_mark.line + 1
             out[key] = _build(value_node, child, doc, loader)
         return out

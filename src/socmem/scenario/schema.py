@@ -23,24 +23,14 @@ Units are written as people write them (``30fps``, ``60Hz``, ``20MiB``, ``5ms``,
 from __future__ import annotations
 
 import enum
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from socmem.units import BYTES_PER_PIXEL, Bandwidth, Duration, Frequency, Size
+from socmem.yamlfile import InputModel
 
 SCHEMA_VERSION: Final = 1
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _dt_spelling(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            return {(k.replace("-", "_") if isinstance(k, str) else k): v for k, v in data.items()}
-        return data
 
 
 class SyncMode(enum.StrEnum):
@@ -58,7 +48,7 @@ class Compression(enum.StrEnum):
     UBWC = "ubwc"
 
 
-class BufferPool(_Model):
+class BufferPool(InputModel):
     """``count`` image buffers of one format, shared by a producer and its consumers."""
 
     name: str
@@ -133,7 +123,7 @@ class StageType(enum.StrEnum):
     CPU = "cpu"  # a user-space process reading (or writing) buffers
 
 
-class Stage(_Model):
+class Stage(InputModel):
     """One step of a pipeline, on one master of the SoC."""
 
     name: str
@@ -188,7 +178,7 @@ class FaultKind(enum.StrEnum):
     UNMAP_BEFORE_DMA_DONE = "unmap-before-dma-done"
 
 
-class FaultInjection(_Model):
+class FaultInjection(InputModel):
     """Break ``kind`` in ``stage`` from frame ``frame`` on (``once``: only that frame)."""
 
     stage: str
@@ -197,7 +187,7 @@ class FaultInjection(_Model):
     once: bool = True
 
 
-class Scenario(_Model):
+class Scenario(InputModel):
     """A use case for ``socmem run`` and ``socmem plan``."""
 
     schema_version: Literal[1] = SCHEMA_VERSION

@@ -33,9 +33,10 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field
 
 from socmem.units import Size
+from socmem.yamlfile import InputModel
 
 
 class Usage(enum.StrEnum):
@@ -103,17 +104,8 @@ class Modifier(enum.StrEnum):
         return self in (Modifier.AFBC, Modifier.UBWC)
 
 
-class MasterConstraints(BaseModel):
+class MasterConstraints(InputModel):
     """A master's buffer constraints; ``None`` fields take the default of its kind."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _dt_spelling(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            return {(k.replace("-", "_") if isinstance(k, str) else k): v for k, v in data.items()}
-        return data
 
     formats: list[str] | None = Field(
         default=None,

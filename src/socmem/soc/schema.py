@@ -19,9 +19,9 @@ them with the field path so the loader can give a line number.
 from __future__ import annotations
 
 import enum
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from socmem.soc.constraints import MasterConstraints
 from socmem.units import (
@@ -32,21 +32,9 @@ from socmem.units import (
     Size,
     TransferRate,
 )
+from socmem.yamlfile import InputModel
 
 SCHEMA_VERSION: Final = 1
-
-
-class _Model(BaseModel):
-    """Base: unknown fields are errors; DT-style ``no-map`` keys are read as ``no_map``."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, use_enum_values=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _dt_spelling(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            return {(k.replace("-", "_") if isinstance(k, str) else k): v for k, v in data.items()}
-        return data
 
 
 class DramType(enum.StrEnum):
@@ -64,7 +52,7 @@ class DramType(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
-class Range(_Model):
+class Range(InputModel):
     """A physical address range ``[base, base + size)``."""
 
     base: Address
@@ -80,7 +68,7 @@ class Range(_Model):
         return self.base < other.end and other.base < self.end
 
 
-class Dram(_Model):
+class Dram(InputModel):
     """Main memory: its standard, data rate, bus width and where it sits in the map.
 
     Peak bandwidth = data rate × channels × channel width / 8 (perf-anchors.md §1.3-1.4:
@@ -121,7 +109,7 @@ class ReservedKind(enum.StrEnum):
     DYNAMIC = "dynamic"  # size (+ alignment, alloc-ranges), placed at boot
 
 
-class ReservedRegion(_Model):
+class ReservedRegion(InputModel):
     """One child of ``/reserved-memory`` exactly as the device tree binding defines it.
 
     Static regions give ``reg``; dynamic ones give ``size`` (with optional ``alignment``
@@ -208,7 +196,7 @@ class Invalidation(enum.StrEnum):
     LAZY = "lazy"
 
 
-class TlbConfig(_Model):
+class TlbConfig(InputModel):
     """Translation caches of an SMMU (perf-anchors.md §3d: MMU-500/600 TBU/TCU sizes)."""
 
     iotlb_entries: int = Field(default=2048, ge=0, description="main TLB (TCU / shared) entries")
@@ -219,7 +207,7 @@ class TlbConfig(_Model):
 _GRANULES = (4096, 16384, 65536)
 
 
-class Iommu(_Model):
+class Iommu(InputModel):
     """An IOMMU instance: model, page-table granules, address sizes, TLBs, invalidation."""
 
     name: str
@@ -278,7 +266,7 @@ class QosClass(enum.StrEnum):
     BEST_EFFORT = "best-effort"
 
 
-class StreamId(_Model):
+class StreamId(InputModel):
     """One ``iommus`` specifier: the IOMMU, a stream ID and an SMR mask (``<&smmu sid mask>``).
 
     ``id`` is None for single-master IOMMUs with ``#iommu-cells = <0>`` (Rockchip).
@@ -301,7 +289,7 @@ class StreamId(_Model):
         return ((self.id ^ other.id) & ~(self.mask | other.mask)) == 0
 
 
-class IommuMap(_Model):
+class IommuMap(InputModel):
     """One PCI ``iommu-map`` entry: RIDs ``[rid_base, rid_base+length)`` → ``iommu_base + ...``."""
 
     rid_base: HexInt
@@ -310,7 +298,7 @@ class IommuMap(_Model):
     length: HexInt
 
 
-class DmaRange(_Model):
+class DmaRange(InputModel):
     """One bus translation window, resolved to CPU physical (of_dma_get_range())."""
 
     dma_start: Address
@@ -323,7 +311,7 @@ class DmaRange(_Model):
         return self.cpu_start - self.dma_start
 
 
-class Traffic(_Model):
+class Traffic(InputModel):
     """What a master moves, for the simulator: rates and bytes per pixel (perf-anchors §2)."""
 
     pixel_rate: PixelRate | None = None
@@ -345,7 +333,7 @@ class Traffic(_Model):
         return (self.pixel_rate or 0.0) * self.write_bytes_per_pixel
 
 
-class Master(_Model):
+class Master(InputModel):
     """A DMA-capable bus master and how the kernel will set up its DMA.
 
     ``iommus`` empty means no IOMMU: the device uses dma-direct, needs contiguous
@@ -420,7 +408,7 @@ class Master(_Model):
         return out
 
 
-class KernelConfig(_Model):
+class KernelConfig(InputModel):
     """Kernel settings that change what the memory map holds at boot."""
 
     cma_size: Size | None = Field(
@@ -431,7 +419,7 @@ class KernelConfig(_Model):
     )
 
 
-class Cpu(_Model):
+class Cpu(InputModel):
     """The application processor cluster, as a master and as a cache owner."""
 
     cores: int = Field(default=8, ge=1)
@@ -441,7 +429,7 @@ class Cpu(_Model):
     )
 
 
-class Soc(_Model):
+class Soc(InputModel):
     """An SoC's memory architecture: what socmem's kernel model boots on."""
 
     schema_version: Literal[1] = SCHEMA_VERSION
