@@ -449,121 +449,72 @@ class SmmuV3:
         """Translate one transaction: the output (physical) address, or None when the
         SMMU terminates it (a fault recorded in the event queue, or an abort STE)."""
         self.transactions += 1
+        oa, event_id = self._resolve(sid, iova, is_write, ssid, privileged, instruction, history)
+        if event_id:
+            self._fault(event_id, sid, iova, is_write, ssid, privileged, instruction, history)
+        return oa
+
+    def _resolve(
+        self,
+        sid: int,
+        iova: int,
+        is_write: bool,
+        ssid: int | None,
+        privileged: bool,
+        instruction: bool,
+        history: list[HistoryEvent] | None,
+    ) -> tuple[int | None, int]:
+        """``(output address, 0)``, ``(None, event id)`` for a fault, or ``(None, 0)`` for a
+        transaction an abort STE terminates silently: STE → CD → IOTLB → table walk."""
         if sid >> self.sid_bits:
-            self._fault(
-                EVT_ID_BAD_STREAMID_CONFIG,
-                sid,
-                iova,
-                is_write,
-                ssid,
-                privileged,
-                instruction,
-                history,
-            )
-            return None
+            return None, EVT_ID_BAD_STREAMID_CONFIG
         ste = self._fetch_ste(sid)
         if not ste.valid:
-            self._fault(
-                EVT_ID_BAD_STE_CONFIG, sid, iova, is_write, ssid, privileged, instruction, history
-            )
-            return None
+            return None, EVT_ID_BAD_STE_CONFIG
         cfg = ste.config
         if cfg == STRTAB_STE_0_CFG_BYPASS:
             self.bypassed += 1
-            return iova
+            return iova, 0
         if cfg == STRTAB_STE_0_CFG_ABORT:
             self.aborted += 1
             self._abort_finding(sid, iova, is_write, history)
-            return None
+            return None, 0
         if cfg != STRTAB_STE_0_CFG_S1_TRANS:
-            self._fault(
-                EVT_ID_BAD_STE_CONFIG, sid, iova, is_write, ssid, privileged, instruction, history
-            )
-            return None
+            return None, EVT_ID_BAD_STE_CONFIG
         if ssid is not None:
             if not ste.s1cdmax or ssid >> ste.s1cdmax:
-                self._fault(
-                    EVT_ID_BAD_SUBSTREAMID_CONFIG,
-                    sid,
-                    iova,
-                    is_write,
-                    ssid,
-                    privileged,
-                    instruction,
-                    history,
-                )
-                return None
+                return None, EVT_ID_BAD_SUBSTREAMID_CONFIG
             cd = ste.cds.get(ssid)
         else:
             if ste.s1cdmax and ste.s1dss == STRTAB_STE_1_S1DSS_TERMINATE:
-                self._fault(
-                    EVT_ID_STREAM_DISABLED_FAULT,
-                    sid,
-                    iova,
-                    is_write,
-                    ssid,
-                    privileged,
-                    instruction,
-                    history,
-                )
-                return None
+                return None, EVT_ID_STREAM_DISABLED_FAULT
             if ste.s1cdmax and ste.s1dss == STRTAB_STE_1_S1DSS_BYPASS:
                 self.bypassed += 1
-                return iova
+                return iova, 0
             cd = ste.cds.get(0)
         if cd is None or not cd.valid or cd.ttb0 is None:
-            self._fault(
-                EVT_ID_BAD_CD_CONFIG, sid, iova, is_write, ssid, privileged, instruction, history
-            )
-            return None
+            return None, EVT_ID_BAD_CD_CONFIG
         if cd.epd0:
-            self._fault(
-                EVT_ID_TRANSLATION_FAULT,
-                sid,
-                iova,
-                is_write,
-                ssid,
-                privileged,
-                instruction,
-                history,
-            )
-            return None
+            return None, EVT_ID_TRANSLATION_FAULT
         hit = self.iotlb.lookup(cd.asid, iova)
         if hit is not None:
             oa = hit.oa | (iova & (hit.size - 1))
             if self.detect_stale:
                 self._check_stale(sid, cd, iova, oa, hit.perms, history)
             if not _perm_ok(hit.perms, is_write, privileged, instruction):
-                self._fault(
-                    EVT_ID_PERMISSION_FAULT,
-                    sid,
-                    iova,
-                    is_write,
-                    ssid,
-                    privileged,
-                    instruction,
-                    history,
-                )
-                return None
-            return oa
+                return None, EVT_ID_PERMISSION_FAULT
+            return oa, 0
         self.walks += 1
         status, base, size, perms = lpae_walk(cd.ttb0, iova)
         if status:
-            self._fault(status, sid, iova, is_write, ssid, privileged, instruction, history)
-            return None
+            return None, status
         oa = base | (iova & (size - 1))
         if oa >> self.oas:
-            self._fault(
-                EVT_ID_ADDR_SIZE_FAULT, sid, iova, is_write, ssid, privileged, instruction, history
-            )
-            return None
+            return None, EVT_ID_ADDR_SIZE_FAULT
         self.iotlb.fill(cd.asid, iova, size, base, perms)
         if not _perm_ok(perms, is_write, privileged, instruction):
-            self._fault(
-                EVT_ID_PERMISSION_FAULT, sid, iova, is_write, ssid, privileged, instruction, history
-            )
-            return None
-        return oa
+            return None, EVT_ID_PERMISSION_FAULT
+        return oa, 0
 
     def _check_stale(
         self,
