@@ -210,67 +210,39 @@ class SmmuV2:
             self._global_fault(sid, is_write, False, history)
             return None
         cb = self.cbs[s2cr.cbndx]
-        if not cb.enabled or cb.pgtable is None:
+        oa, fsr, level = self._resolve(cb, iova, is_write, privileged, instruction)
+        if fsr:
             self._context_fault(
-                s2cr.cbndx,
-                sid,
-                iova,
-                ARM_SMMU_FSR_TF,
-                0,
-                is_write,
-                privileged,
-                instruction,
-                history,
+                s2cr.cbndx, sid, iova, fsr, level, is_write, privileged, instruction, history
             )
-            return None
+        return oa
+
+    def _resolve(
+        self,
+        cb: ContextBank,
+        iova: int,
+        is_write: bool,
+        privileged: bool,
+        instruction: bool,
+    ) -> tuple[int | None, int, int]:
+        """``(output address, 0, 0)``, or ``(None, FSR bits, level)`` of the context fault
+        ending the translation in context bank ``cb``: IOTLB, then the table walk."""
+        if not cb.enabled or cb.pgtable is None:
+            return None, ARM_SMMU_FSR_TF, 0
         hit = self.iotlb.lookup(cb.asid, iova)
         if hit is not None:
             if not _perm_ok(hit.perms, is_write, privileged, instruction):
-                self._context_fault(
-                    s2cr.cbndx,
-                    sid,
-                    iova,
-                    ARM_SMMU_FSR_PF,
-                    3,
-                    is_write,
-                    privileged,
-                    instruction,
-                    history,
-                )
-                return None
-            return hit.oa | (iova & (hit.size - 1))
+                return None, ARM_SMMU_FSR_PF, 3
+            return hit.oa | (iova & (hit.size - 1)), 0, 0
         self.walks += 1
         status, base, size, perms = lpae_walk(cb.pgtable, iova)
         if status:
-            self._context_fault(
-                s2cr.cbndx,
-                sid,
-                iova,
-                _FSR_OF[status],
-                perms,
-                is_write,
-                privileged,
-                instruction,
-                history,
-            )
-            return None
-        oa = base | (iova & (size - 1))
+            return None, _FSR_OF[status], perms
         self.iotlb.fill(cb.asid, iova, size, base, perms)
         if not _perm_ok(perms, is_write, privileged, instruction):
             level = 3 - (size.bit_length() - 1 - cb.pgtable.pg_shift) // cb.pgtable.bits_per_level
-            self._context_fault(
-                s2cr.cbndx,
-                sid,
-                iova,
-                ARM_SMMU_FSR_PF,
-                level,
-                is_write,
-                privileged,
-                instruction,
-                history,
-            )
-            return None
-        return oa
+            return None, ARM_SMMU_FSR_PF, level
+        return base | (iova & (size - 1)), 0, 0
 
     def _prefix(self) -> str:
         return f"{self.driver_name} {self.dev_name}: "
