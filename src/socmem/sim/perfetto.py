@@ -36,45 +36,14 @@ __all__ = ["write_run_trace"]
 PID_MASTERS, PID_DRAM, PID_FINDINGS = 10, 11, 12
 
 
-class _RunWriter(PerfettoWriter):
-    """The capture exporter's writer without its capture processes (phases, IOMMU …)."""
-
-    def __init__(self, fh: Any) -> None:
-        self.fh = fh
-        self.first = True
-        self.events = 0
-        self.tids = {}
-        self.lanes = {}
-        fh.write('{"displayTimeUnit": "ns", "traceEvents": [\n')
-
-
 def _us(ns: float) -> float:
     return ns / 1000.0
-
-
-def _meta(w: PerfettoWriter, pid: int, name: str) -> None:
-    w.emit(
-        {"ph": "M", "name": "process_name", "pid": pid, "tid": 0, "ts": 0, "args": {"name": name}}
-    )
-    w.emit(
-        {
-            "ph": "M",
-            "name": "process_sort_index",
-            "pid": pid,
-            "tid": 0,
-            "ts": 0,
-            "args": {"sort_index": pid},
-        }
-    )
 
 
 def write_run_trace(run: Run, path: str | Path, force: bool = False) -> int:
     """Write the trace of ``run`` to ``path`` (atomically); returns the number of events."""
     with open_atomic(path, force) as fh:
-        w = _RunWriter(fh)
-        _meta(w, PID_MASTERS, "masters")
-        _meta(w, PID_DRAM, "DRAM")
-        _meta(w, PID_FINDINGS, "findings")
+        w = PerfettoWriter(fh, {PID_MASTERS: "masters", PID_DRAM: "DRAM", PID_FINDINGS: "findings"})
         rec = run.ctx.recorder
         where: dict[int, tuple[int, float, float]] = {}  # slice id -> (tid, ts, end)
         for s in sorted(rec.slices, key=lambda x: (x.start_ns, x.id)):

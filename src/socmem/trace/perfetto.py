@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import IO, Any
 
 from socmem.outfile import open_atomic
@@ -50,34 +50,21 @@ def _us(ns: int) -> float:
 class PerfettoWriter:
     """Streams Trace Event Format events to a text file object; also an analysis sink."""
 
-    def __init__(self, fh: IO[str]) -> None:
+    def __init__(self, fh: IO[str], processes: Mapping[int, str] = _PROCESSES) -> None:
         self.fh = fh
         self.first = True
         self.events = 0
         self.tids: dict[tuple[int, str], int] = {}
         self.lanes: dict[tuple[int, str], list[int]] = {}  # busy-until per lane, ns
         fh.write('{"displayTimeUnit": "ns", "traceEvents": [\n')
-        for pid, name in _PROCESSES.items():
-            self.emit(
-                {
-                    "ph": "M",
-                    "name": "process_name",
-                    "pid": pid,
-                    "tid": 0,
-                    "ts": 0,
-                    "args": {"name": name},
-                }
-            )
-            self.emit(
-                {
-                    "ph": "M",
-                    "name": "process_sort_index",
-                    "pid": pid,
-                    "tid": 0,
-                    "ts": 0,
-                    "args": {"sort_index": pid},
-                }
-            )
+        for pid, name in processes.items():
+            self.process(pid, name)
+
+    def process(self, pid: int, name: str) -> None:
+        """Name process ``pid`` and sort it by its pid in the Perfetto UI."""
+        meta = {"ph": "M", "pid": pid, "tid": 0, "ts": 0}
+        self.emit({**meta, "name": "process_name", "args": {"name": name}})
+        self.emit({**meta, "name": "process_sort_index", "args": {"sort_index": pid}})
 
     def emit(self, ev: dict[str, Any]) -> None:
         """Write one event."""
