@@ -7,8 +7,12 @@ The counterpart of :mod:`socmem.outfile`.  ``what`` says what the file should ha
 
 from __future__ import annotations
 
+import io
 import os
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, cast
 
 from socmem.errors import InputError
 
@@ -38,3 +42,44 @@ def read_text(path: str | os.PathLike[str], what: str = "a text file", strict: b
         raise InputError(
             f"not UTF-8 text (byte {exc.start})", where=str(path), expected=what
         ) from None
+
+
+@dataclass
+class TextLines:
+    """A streaming reader's input: ``lines`` to iterate, the file's ``name`` ("" for a
+    stream), and the file this module opened (``own``), closed by :meth:`close`."""
+
+    lines: Iterable[str]
+    name: str = ""
+    own: IO[str] | None = None
+
+    def close(self) -> None:
+        """Close the file if this module opened it (a caller's stream stays open)."""
+        if self.own is not None:
+            self.own.close()
+
+
+def open_lines(
+    source: str | os.PathLike[str] | IO[str] | IO[bytes] | Iterable[str],
+    noun: str,
+    newline: str | None = None,
+) -> TextLines:
+    """Open a path, a binary or text stream, or an iterable of lines as UTF-8 text lines
+    (undecodable bytes become U+FFFD: kernel logs are read tolerantly); a path that cannot
+    be opened is an :class:`InputError` "cannot open ``noun``".  ``newline`` as for
+    :func:`open` (``""`` keeps ``\r``)."""
+    if isinstance(source, str | os.PathLike):
+        name = os.fspath(source)
+        try:
+            fh = open(source, encoding="utf-8", errors="replace", newline=newline)  # noqa: SIM115
+        except OSError as exc:
+            raise InputError(f"cannot open {noun}: {exc.strerror}", where=name) from exc
+        return TextLines(fh, name, fh)
+    mode = getattr(source, "mode", "")
+    if isinstance(source, io.RawIOBase | io.BufferedIOBase) or (
+        hasattr(source, "read") and isinstance(mode, str) and "b" in mode
+    ):
+        binary = cast("IO[bytes]", source)  # a binary stream (checked just above)
+        text = io.TextIOWrapper(binary, encoding="utf-8", errors="replace", newline=newline)
+        return TextLines(text)
+    return TextLines(cast("Iterable[str]", source))

@@ -27,15 +27,14 @@ prefix both optional, ``[  T123]`` printk caller id tolerated, ``dev_printk``'s 
 
 from __future__ import annotations
 
-import io
 import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, cast
+from typing import IO
 
-from socmem.errors import InputError
+from socmem.infile import open_lines
 
 __all__ = [
     "DMA_API_KINDS",
@@ -385,24 +384,8 @@ class DmesgReader:
     def __init__(
         self, source: str | os.PathLike[str] | IO[str] | IO[bytes] | Iterable[str]
     ) -> None:
-        self.source_name = ""
-        self._own: IO[str] | None = None
-        if isinstance(source, str | os.PathLike):
-            self.source_name = os.fspath(source)
-            try:
-                self._own = open(source, encoding="utf-8", errors="replace")  # noqa: SIM115
-            except OSError as exc:
-                raise InputError(
-                    f"cannot open log: {exc.strerror}", where=self.source_name
-                ) from exc
-            self._src: Iterable[str] = self._own
-        elif isinstance(source, io.RawIOBase | io.BufferedIOBase) or "b" in str(
-            getattr(source, "mode", "")
-        ):
-            binary = cast("IO[bytes]", source)  # a binary stream (checked just above)
-            self._src = io.TextIOWrapper(binary, encoding="utf-8", errors="replace")
-        else:
-            self._src = source  # type: ignore[assignment]
+        self._input = open_lines(source, "log")
+        self.source_name = self._input.name
         self.stats = DmesgStats()
         self._pending: dict[str, SmmuEvent] = {}
 
@@ -410,7 +393,7 @@ class DmesgReader:
         n = 0
         last = ""
         try:
-            for raw in self._src:
+            for raw in self._input.lines:
                 n += 1
                 last = raw
                 if not raw.strip():
@@ -425,8 +408,7 @@ class DmesgReader:
             self.stats.lines = n
             if last and not last.endswith("\n"):
                 self.stats.truncated_last_line = True
-            if self._own is not None:
-                self._own.close()
+            self._input.close()
 
     def smmu_events(self) -> Iterator[SmmuEvent]:
         """Only the SMMUv3 event records."""

@@ -30,16 +30,15 @@ Design:
 
 from __future__ import annotations
 
-import io
 import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import IO, NamedTuple, cast
+from typing import IO, NamedTuple
 
-from socmem.errors import InputError
+from socmem.infile import open_lines
 
 __all__ = [
     "MARKER_EVENT",
@@ -295,28 +294,8 @@ class FtraceReader:
         phase_end: Callable[[str], bool] = _default_phase_end,
         classify: Callable[[str, str], str] | None = None,
     ) -> None:
-        self.source_name = ""
-        self._own: IO[str] | None = None
-        if isinstance(source, str | os.PathLike):
-            self.source_name = os.fspath(source)
-            try:
-                self._own = open(  # noqa: SIM115 - closed at the end of iteration
-                    source, encoding="utf-8", errors="replace", newline=""
-                )
-            except OSError as exc:
-                raise InputError(
-                    f"cannot open trace: {exc.strerror}", where=self.source_name
-                ) from exc
-            self._src: object = self._own
-        elif isinstance(source, io.RawIOBase | io.BufferedIOBase) or (
-            hasattr(source, "read")
-            and isinstance(getattr(source, "mode", ""), str)
-            and "b" in getattr(source, "mode", "")
-        ):
-            binary = cast("IO[bytes]", source)  # a binary stream (checked just above)
-            self._src = io.TextIOWrapper(binary, encoding="utf-8", errors="replace", newline="")
-        else:
-            self._src = source
+        self._input = open_lines(source, "trace", newline="")
+        self.source_name = self._input.name
         self.metadata = TraceMetadata()
         self.stats = ReaderStats()
         self.bad_lines: list[BadLine] = []
@@ -438,12 +417,12 @@ class FtraceReader:
     # -- internals ----------------------------------------------------------------------
 
     def _chunks(self) -> Iterator[list[str]]:
-        src = self._src
+        src = self._input.lines
         read = getattr(src, "read", None)
         if read is None:  # an iterable of lines
             batch: list[str] = []
             last = ""
-            for ln in src:  # type: ignore[attr-defined]
+            for ln in src:
                 last = ln
                 batch.append(ln.rstrip("\r\n") if ln.endswith(("\n", "\r")) else ln)
                 if len(batch) >= 65536:
@@ -592,8 +571,7 @@ class FtraceReader:
                 f"ring buffer overwrote {md.entries_written - md.entries_in_buffer} "
                 "entries (entries-written > entries-in-buffer)"
             )
-        if self._own is not None:
-            self._own.close()
+        self._input.close()
 
 
 def _first_body(name: str, lines: list[str]) -> str:
