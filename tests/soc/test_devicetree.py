@@ -3,11 +3,11 @@ trees for the dma-ranges / coherency / reserved-memory rules."""
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
 import pytest
 
+from fdt_writer import Writer, build
 from fixture_paths import FIXTURES, need
 from socmem.soc.devicetree import (
     BoardDT,
@@ -43,51 +43,6 @@ def master(b: BoardDT, path: str) -> Any:
     return m
 
 
-# -- a minimal blob builder (the full token-level writer lives in test_fdt.py) -------------
-
-
-def _value(value: Any) -> bytes:
-    if value is True:
-        return b""
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode() + b"\0"
-    return struct.pack(f">{len(value)}I", *value)
-
-
-def blob(tree: tuple[Any, ...], memreserve: tuple[tuple[int, int], ...] = ()) -> bytes:
-    """``tree`` is ``(name, {prop: value}, [children...])``; returns a version-17 DTB."""
-    strings = bytearray()
-    offsets: dict[str, int] = {}
-    out = bytearray()
-
-    def emit(name: str, props: dict[str, Any], children: list[tuple[Any, ...]]) -> None:
-        raw = name.encode() + b"\0"
-        out.extend(struct.pack(">I", 1) + raw + b"\0" * (-len(raw) % 4))
-        for key, value in props.items():
-            if key not in offsets:
-                offsets[key] = len(strings)
-                strings.extend(key.encode() + b"\0")
-            data = _value(value)
-            out.extend(struct.pack(">III", 3, len(data), offsets[key]))
-            out.extend(data + b"\0" * (-len(data) % 4))
-        for child in children:
-            emit(*child)
-        out.extend(struct.pack(">I", 2))
-
-    emit(*tree)
-    out.extend(struct.pack(">I", 9))
-    rsv = b"".join(struct.pack(">QQ", a, s) for a, s in memreserve) + b"\0" * 16
-    off_struct = 40 + len(rsv)
-    off_strings = off_struct + len(out)
-    total = off_strings + len(strings)
-    header = struct.pack(
-        ">10I", 0xD00DFEED, total, off_struct, off_strings, 40, 17, 16, 0, len(strings), len(out)
-    )
-    return header + rsv + bytes(out) + bytes(strings)
-
-
 def synth(children: list[tuple[Any, ...]], **root: Any) -> BoardDT:
     props = {
         "#address-cells": [2],
@@ -96,7 +51,7 @@ def synth(children: list[tuple[Any, ...]], **root: Any) -> BoardDT:
         "compatible": "test,board",
         **root,
     }
-    return read_board(parse_fdt(blob(("", props, children)), source="synth.dtb"))
+    return read_board(parse_fdt(build(props, children), source="synth.dtb"))
 
 
 # -- sm8250-hdk ---------------------------------------------------------------------------
@@ -672,7 +627,7 @@ def test_reserved_memory_kinds_and_memreserve() -> None:
         [],
     )
     tree = ("", {"#address-cells": [2], "#size-cells": [2]}, [rsv, mem, cpus, codec])
-    b = read_board(parse_fdt(blob(tree, memreserve=((0x4000_0000, 0x1000),))))
+    b = read_board(parse_fdt(Writer().node(*tree).blob([(0x4000_0000, 0x1000)])))
     assert [(m.base, m.size, m.end) for m in b.memory] == [
         (0x4000_0000, 0x8000_0000, 0xC000_0000),
         (0x8_8000_0000, 0x8000_0000, 0x9_0000_0000),
