@@ -260,31 +260,22 @@ class DeviceModel:
             misses, walk = translation_traffic(self.uses_iommu, read_bytes + write_bytes)
         if misses:
             self.ctx.recorder.translation(self.master_name, read_bytes + write_bytes, misses, walk)
-        rd = read_bytes + walk
-        if rd > 0:
-            cap = self.cap(rd, pace_ns)
+        write_pace = pace_ns if write_pace_ns is None else write_pace_ns
+        for nbytes, direction, pace in (
+            (read_bytes + walk, "read", pace_ns),
+            (write_bytes, "write", write_pace),
+        ):
+            if nbytes <= 0:
+                continue
+            cap = self.cap(nbytes, pace)
+            weight = flow_weight(dram.qos, self.weight, cap, dram.capacity_bps)
             out.append(
                 dram.transfer(
                     self.master_name,
-                    rd,
-                    "read",
+                    nbytes,
+                    direction,
                     qos,
-                    flow_weight(dram.qos, self.weight, cap, dram.capacity_bps),
-                    cap_bps=cap,
-                    regulator_bps=self.regulator,
-                    name=name,
-                )
-            )
-        if write_bytes > 0:
-            wp = pace_ns if write_pace_ns is None else write_pace_ns
-            cap = self.cap(write_bytes, wp)
-            out.append(
-                dram.transfer(
-                    self.master_name,
-                    write_bytes,
-                    "write",
-                    qos,
-                    flow_weight(dram.qos, self.weight, cap, dram.capacity_bps),
+                    weight,
                     cap_bps=cap,
                     regulator_bps=self.regulator,
                     name=name,
