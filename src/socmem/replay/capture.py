@@ -595,23 +595,17 @@ class _Builder:
             self.adopt(parent, c)
             self.stacks[(name, ev.pid)].append(c)
             return
-        if name == "__iommu_map":
+        if name in ("__iommu_map", "__iommu_unmap"):
             c = self.new(name, ev, ctx, phase, {k: v for k, v in a.items() if k != "dom"})
             c.dom = a.get("dom", 0)
             self.adopt(self.op.get(key), c)
             if c.dev is None and c.dom in cap.domains:
                 c.dev = cap.domains[c.dom].name
-            self.last_map[key] = c
-            self.pt_owner = c
-            return
-        if name == "__iommu_unmap":
-            c = self.new(name, ev, ctx, phase, {k: v for k, v in a.items() if k != "dom"})
-            c.dom = a.get("dom", 0)
-            self.adopt(self.op.get(key), c)
-            if c.dev is None and c.dom in cap.domains:
-                c.dev = cap.domains[c.dom].name
-            self.last_unmap[key] = c
-            self.cmd_owner[key] = c
+            if name == "__iommu_map":
+                self.last_map[key] = c
+            else:
+                self.last_unmap[key] = c
+                self.cmd_owner[key] = c
             self.pt_owner = c
             return
         if name in ("arm_smmu_iotlb_sync", "arm_smmu_tlb_inv_walk", "arm_lpae_free_pages"):
