@@ -61,62 +61,36 @@ def test_fixed_64_byte_pitch_conflicts_with_256() -> None:
 
 def test_compressed_format_a_consumer_cannot_read() -> None:
     soc = load_soc("reference-mobile")
-    s = (
-        _scenario(
-            "x",
-            [
-                {
-                    "name": "yuv",
-                    "width": 1920,
-                    "height": 1080,
-                    "format": "NV12",
-                    "compression": "ubwc",
-                }
-            ],
-            [
-                {"name": "cam", "type": "source", "master": "cam0", "fps": 30, "outputs": ["raw"]},
-                {
-                    "name": "isp",
-                    "type": "process",
-                    "master": "isp",
-                    "inputs": ["raw"],
-                    "outputs": ["yuv"],
-                },
-                {"name": "npu", "type": "process", "master": "npu", "inputs": ["yuv"]},
-            ],
-        )
-        if False
-        else _scenario(
-            "x",
-            [
-                {"name": "raw", "width": 1920, "height": 1080, "format": "RAW10"},
-                {
-                    "name": "yuv",
-                    "width": 1920,
-                    "height": 1080,
-                    "format": "NV12",
-                    "compression": "ubwc",
-                },
-            ],
-            [
-                {"name": "cam", "type": "source", "master": "cam0", "fps": 30, "outputs": ["raw"]},
-                {
-                    "name": "isp",
-                    "type": "process",
-                    "master": "isp",
-                    "inputs": ["raw"],
-                    "outputs": ["yuv"],
-                },
-                {
-                    "name": "show",
-                    "type": "display",
-                    "master": "display",
-                    "inputs": ["yuv"],
-                    "refresh": 60,
-                },
-                {"name": "npu", "type": "process", "master": "npu", "inputs": ["yuv"]},
-            ],
-        )
+    s = _scenario(
+        "x",
+        [
+            {"name": "raw", "width": 1920, "height": 1080, "format": "RAW10"},
+            {
+                "name": "yuv",
+                "width": 1920,
+                "height": 1080,
+                "format": "NV12",
+                "compression": "ubwc",
+            },
+        ],
+        [
+            {"name": "cam", "type": "source", "master": "cam0", "fps": 30, "outputs": ["raw"]},
+            {
+                "name": "isp",
+                "type": "process",
+                "master": "isp",
+                "inputs": ["raw"],
+                "outputs": ["yuv"],
+            },
+            {
+                "name": "show",
+                "type": "display",
+                "master": "display",
+                "inputs": ["yuv"],
+                "refresh": 60,
+            },
+            {"name": "npu", "type": "process", "master": "npu", "inputs": ["yuv"]},
+        ],
     )
     p = plan_scenario(s, soc).pools["yuv"]
     assert not p.feasible
