@@ -12,14 +12,13 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from socmem import __version__
+from socmem.cliutil import ForceOpt, err, out, print_json, write_or_print
 from socmem.errors import EXIT_INPUT, InputError
-from socmem.outfile import write_atomic
 from socmem.plan.cli import plan_cmd
 from socmem.replay.cli import replay_cmd
 from socmem.scenario.cli import scenario_app
@@ -46,11 +45,6 @@ app.command("run")(run_command)
 app.command("plan")(plan_cmd)
 app.command("replay")(replay_cmd)
 
-out = Console(highlight=False)
-if not out.is_terminal and "COLUMNS" not in os.environ:
-    out = Console(highlight=False, width=120)  # pipes and files: wide enough for tables
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
 SocArg = Annotated[
     str | None,
     typer.Argument(
@@ -58,19 +52,6 @@ SocArg = Annotated[
         show_default=False,
     ),
 ]
-ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output")]
-
-
-def _emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-
-
-def _write_or_print(text: str, output: Path | None, force: bool) -> None:
-    if output is None or str(output) == "-":
-        sys.stdout.write(text)
-        return
-    write_atomic(output, text, force=force)
-    err.print(f"wrote {output}")
 
 
 @app.command()
@@ -103,7 +84,7 @@ def capture(
     extra = profile_probes(profile) if profile else []
     extra += read_probe_file(probes) if probes else []
     text = capture_script(extra_probes=extra, buffer_kb=buffer_kb)
-    _write_or_print(text, output, force)
+    write_or_print(text, output, force)
     if output is not None:
         os.chmod(output, 0o755)
 
@@ -134,7 +115,7 @@ def soc_show(
     if as_json:
         data = summarize(loaded.soc)
         data["warnings"] = loaded.warnings
-        _emit_json(data)
+        print_json(data)
         return
     print_soc(loaded.soc, out, loaded.warnings)
 
@@ -174,7 +155,7 @@ def soc_import(
         "Values a device tree cannot give (bandwidths, TLB sizes, QoS) are per-kind defaults:\n"
         "see 'assumptions' below, review and edit them."
     )
-    _write_or_print(dump_soc(result.soc, header=header), output, force)
+    write_or_print(dump_soc(result.soc, header=header), output, force)
     for w in result.warnings:
         err.print(f"warning: {w}")
 
@@ -192,7 +173,7 @@ def soc_schema(
     schema = Soc.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://socmem.dev/schema/soc-v1.json"
-    _write_or_print(json.dumps(schema, indent=2) + "\n", output, force)
+    write_or_print(json.dumps(schema, indent=2) + "\n", output, force)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from socmem.cliutil import ForceOpt
 from socmem.outfile import write_atomic
 from socmem.plan.planner import ScenarioPlan
 
@@ -69,9 +70,7 @@ def plan_cmd(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the plan JSON here")
     ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", "-f", help="Overwrite an existing output")
-    ] = False,
+    force: ForceOpt = False,
 ) -> int:
     """Plan how every buffer pool of a scenario must be allocated, or why it cannot be shared."""
     from socmem.plan.planner import plan_scenario

@@ -8,9 +8,7 @@ same history is also replayed on a changed model and the deltas are printed.
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from socmem.cliutil import ForceOpt, err, print_json
 from socmem.errors import InputError
 from socmem.replay.capture import Capture, load_capture
 from socmem.replay.engine import KINDS, ReplayConfig, ReplayResult, replay
@@ -258,9 +257,7 @@ def replay_cmd(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
     html: Annotated[Path | None, typer.Option("--html", help="Write an HTML report here")] = None,
-    force: Annotated[
-        bool, typer.Option("--force", "-f", help="Overwrite an existing output")
-    ] = False,
+    force: ForceOpt = False,
     fail_on_divergence: Annotated[
         bool,
         typer.Option(
@@ -269,11 +266,11 @@ def replay_cmd(
     ] = False,
 ) -> None:
     """Replay CAPTURE on the model call for call; with --set, again on a changed model."""
-    from socmem.outfile import write_atomic
+    from socmem.outfile import check_output_path, write_atomic
 
     cfg: ReplayConfig = parse_sets(sets)
-    if html is not None and html.exists() and not force:
-        raise InputError("file exists; use --force to overwrite it", where=str(html))
+    if html is not None:
+        check_output_path(html, force)
     cap = load_capture(capture)
     if cap.events == 0:
         raise InputError(
@@ -286,11 +283,11 @@ def replay_cmd(
         doc: dict[str, Any] = {"replay": res.to_dict()}
         if whatif is not None:
             doc["whatif"] = whatif.to_dict()
-        sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+        print_json(doc)
     else:
         print_result(res, _console(), whatif)
     if html is not None:
         write_atomic(html, render_html(res, whatif), force=force)
-        Console(stderr=True).print(f"wrote {html}")
+        err.print(f"wrote {html}")
     if fail_on_divergence and res.divergences:
         raise DivergedExit()

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from socmem.outfile import write_atomic
+from socmem.cliutil import ForceOpt, err, write_or_print
 from socmem.scenario.loader import (
     DEFAULT_SCENARIO,
     builtin_scenarios,
@@ -25,7 +25,6 @@ scenario_app = typer.Typer(
     no_args_is_help=True,
 )
 _out = Console(highlight=False, soft_wrap=True)
-_err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 ScenarioArg = Annotated[
     str | None,
@@ -67,7 +66,7 @@ def scenario_check(
     s = loaded.scenario
     check_against_soc(loaded, load_soc(soc or s.soc))
     for w in loaded.warnings:
-        _err.print(f"warning: {w}", markup=False)
+        err.print(f"warning: {w}", markup=False)
     _out.print(
         f"{scenario or DEFAULT_SCENARIO}: OK ({len(s.stages)} stages, {len(s.buffers)} pools, "
         f"on {soc or s.soc})"
@@ -79,17 +78,10 @@ def scenario_schema(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the schema here (default: stdout)")
     ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", "-f", help="Overwrite an existing output")
-    ] = False,
+    force: ForceOpt = False,
 ) -> None:
     """Print the JSON Schema of scenario files (for editors: yaml-language-server)."""
     schema = Scenario.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://socmem.dev/schema/scenario-v1.json"
-    text = json.dumps(schema, indent=2) + "\n"
-    if output is None:
-        sys.stdout.write(text)
-        return
-    write_atomic(output, text, force=force)
-    _err.print(f"wrote {output}")
+    write_or_print(json.dumps(schema, indent=2) + "\n", output, force)

@@ -21,6 +21,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from socmem.cliutil import print_json
 from socmem.errors import EXIT_FINDINGS, InputError
 from socmem.outfile import check_output_path, write_atomic
 
@@ -151,7 +152,7 @@ def run_command(
     write_atomic(paths["report.html"], render_run_html(result), force)
     write_run_trace(run, paths["trace.json"], force)
     if as_json:
-        sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+        print_json(data)
     else:
         console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
         print_run_summary(result, console)

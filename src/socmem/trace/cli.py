@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
-import os
-import sys
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -22,8 +19,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from socmem.cliutil import ForceOpt, err, out, print_json
 from socmem.errors import EXIT_FINDINGS, InputError
 from socmem.infile import read_bytes, read_text
+from socmem.outfile import check_output_path
 from socmem.trace.analyze import TraceReport, analyze
 from socmem.trace.bufinfo import BufInfo, FdInfo, parse_bufinfo, parse_fdinfo
 from socmem.trace.ftrace import TraceEvent, parse_line
@@ -34,11 +33,6 @@ trace_app = typer.Typer(
     help="Real kernel captures: analyse traces, logs and dma-buf dumps; export to Perfetto.",
     no_args_is_help=True,
 )
-
-out = Console(highlight=False)
-if not out.is_terminal and "COLUMNS" not in os.environ:
-    out = Console(highlight=False, width=120)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 _SNIFF = 65536
 
@@ -745,9 +739,7 @@ def analyze_cmd(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
     html: Annotated[Path | None, typer.Option("--html", help="Write an HTML report here")] = None,
-    force: Annotated[
-        bool, typer.Option("--force", "-f", help="Overwrite an existing output")
-    ] = False,
+    force: ForceOpt = False,
     strict: Annotated[
         bool, typer.Option("--strict", help="Exit 1 when a finding of severity error is found")
     ] = False,
@@ -756,15 +748,15 @@ def analyze_cmd(
     from socmem.check.finding import Severity
     from socmem.outfile import write_atomic
 
-    if html is not None and html.exists() and not force:
-        raise InputError("file exists; use --force to overwrite it", where=str(html))
+    if html is not None:
+        check_output_path(html, force)
     with contextlib.ExitStack() as stack:
         inp = collect_inputs(
             files, stack, dmesg=dmesg, bufinfo=bufinfo, fdinfo=fdinfo, bufinfo_after=bufinfo_after
         )
         rep = run_analysis(inp)
     if as_json:
-        sys.stdout.write(json.dumps(rep.to_dict(), indent=2, default=str) + "\n")
+        print_json(rep.to_dict())
     else:
         print_report(rep, out)
     if html is not None:
@@ -780,15 +772,12 @@ def export_cmd(
     files: FilesArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="The Perfetto JSON file")],
     dmesg: Annotated[Path | None, typer.Option("--dmesg", help="Kernel log (dmesg)")] = None,
-    force: Annotated[
-        bool, typer.Option("--force", "-f", help="Overwrite an existing output")
-    ] = False,
+    force: ForceOpt = False,
 ) -> None:
     """Write a Perfetto-loadable Chrome JSON trace (open it in ui.perfetto.dev)."""
     from socmem.trace.perfetto import export_perfetto
 
-    if output.exists() and not force:
-        raise InputError("file exists; use --force to overwrite it", where=str(output))
+    check_output_path(output, force)
     with contextlib.ExitStack() as stack:
         inp = collect_inputs(files, stack, dmesg=dmesg)
         rep = export_perfetto(inp.traces, output, force=force, dmesg=inp.dmesg)
